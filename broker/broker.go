@@ -1,0 +1,85 @@
+// Package broker runs kpibridge's embedded Kafka-protocol broker (franz-go's
+// kfake) for development, demos and tests. It speaks the Kafka wire protocol
+// to any client (kafka-go, kcat, franz-go), auto-creates topics, and can keep
+// its log on disk. It is not a production broker: one process, no
+// replication, no security; use a real Kafka (>= 2.8) in production.
+package broker
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Listen is host:port; port 0 picks a free port. The host is also the
+	// address advertised to clients, so it must be reachable by them.
+	Listen string
+	// Partitions is the partition count of auto-created topics.
+	Partitions int
+	// DataDir, when set, persists topics, records and group offsets there.
+	DataDir string
+	// Topics are created at start with Partitions partitions.
+	Topics []string
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	cluster *kfake.Cluster
+	addr    string
+}
+
+// Start starts the broker and returns once it accepts connections.
+func Start(cfg Config, logger *slog.Logger) (*Broker, error) {
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("broker listen address %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("broker listen address %q: bad port", cfg.Listen)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		return nil, fmt.Errorf("broker listen address %q: name one host that clients can reach (it is advertised to them), e.g. 127.0.0.1", cfg.Listen)
+	}
+	if cfg.Partitions < 1 {
+		return nil, fmt.Errorf("broker partitions: must be >= 1, got %d", cfg.Partitions)
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, p, _ := net.SplitHostPort(address)
+			return net.Listen(network, net.JoinHostPort(host, p))
+		}),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(cfg.Partitions),
+		kfake.ClusterID("kpibridge-embedded"),
+	}
+	if len(cfg.Topics) > 0 {
+		opts = append(opts, kfake.SeedTopics(int32(cfg.Partitions), cfg.Topics...))
+	}
+	if cfg.DataDir != "" {
+		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded broker on %s: %w", cfg.Listen, err)
+	}
+	addrs := c.ListenAddrs()
+	b := &Broker{cluster: c, addr: addrs[0]}
+	if logger != nil {
+		logger.Info("embedded Kafka broker listening", "addr", b.addr, "partitions", cfg.Partitions, "data_dir", cfg.DataDir)
+	}
+	return b, nil
+}
+
+// Addr is the host:port clients bootstrap from.
+func (b *Broker) Addr() string { return b.addr }
+
+// Close stops the broker and, with a DataDir, flushes its state.
+func (b *Broker) Close() { b.cluster.Close() }

@@ -1,0 +1,247 @@
+// Package config owns kpibridge's configuration file: one struct per
+// component with YAML tags, documented defaults in Default, strict decoding
+// (an unknown key is an error naming its line), and Validate errors that name
+// the field. Flags and environment variables override the file; secrets come
+// only from the environment or from files.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of one kpibridge process.
+type Config struct {
+	Kafka      Kafka      `yaml:"kafka"`
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	Events     Events     `yaml:"events"`
+	Broker     Broker     `yaml:"broker"`
+}
+
+// Kafka says where the event streams are.
+type Kafka struct {
+	// Brokers are the bootstrap brokers, host:port (env KPIBRIDGE_BROKERS, comma-separated).
+	Brokers []string `yaml:"brokers"`
+	// Topics are the event topics to consume.
+	Topics []string `yaml:"topics"`
+}
+
+// ClickHouse says where the events and KPIs are stored.
+type ClickHouse struct {
+	// DSN is clickhouse://[user[:password]@]host:port/database (env KPIBRIDGE_CLICKHOUSE_DSN).
+	// Put a password only in the environment variable, never in the file.
+	DSN string `yaml:"dsn"`
+}
+
+// Events configures decoding of contract v1.
+type Events struct {
+	// ReportingCurrency is the one currency KPIs are reported in.
+	ReportingCurrency string `yaml:"reporting_currency"`
+	// CurrencyRates convert other currencies: amount in reporting currency = amount × rate.
+	CurrencyRates map[string]float64 `yaml:"currency_rates"`
+	// EmailHashKeyFile holds the HMAC key for email hashing; the environment
+	// variable KPIBRIDGE_EMAIL_HASH_KEY takes precedence over it.
+	EmailHashKeyFile string `yaml:"email_hash_key_file"`
+	// MaxFutureSkew is how far in the future occurred_at may be.
+	MaxFutureSkew time.Duration `yaml:"max_future_skew"`
+}
+
+// Broker configures the embedded development broker (`kpibridge broker`).
+type Broker struct {
+	// Listen is the loopback host:port to serve the Kafka protocol on.
+	Listen string `yaml:"listen"`
+	// Partitions is the partition count of auto-created topics.
+	Partitions int `yaml:"partitions"`
+	// DataDir, when set, keeps topics and offsets on disk across restarts.
+	DataDir string `yaml:"data_dir"`
+}
+
+// DevEmailHashKey is the key used when none is configured. It is public:
+// fine for demos and tests, never for real customer data.
+const DevEmailHashKey = "kpibridge-development-key-not-for-production"
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers: []string{"127.0.0.1:9092"},
+			Topics:  []string{"crm.events", "campaign.events"},
+		},
+		ClickHouse: ClickHouse{DSN: "clickhouse://127.0.0.1:9000/kpibridge"},
+		Events: Events{
+			ReportingCurrency: "EUR",
+			CurrencyRates:     map[string]float64{"USD": 0.92, "GBP": 1.17, "CHF": 1.05, "SEK": 0.087},
+			MaxFutureSkew:     time.Hour,
+		},
+		Broker: Broker{Listen: "127.0.0.1:9092", Partitions: 6},
+	}
+}
+
+// Load reads a YAML file over the defaults. Unknown keys are errors that name
+// the file and line. The result is not yet validated: apply overrides, then
+// call Validate.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, b)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+)`)
+
+// Parse decodes YAML bytes over the defaults; name is used in errors (file:line: …).
+func Parse(name string, b []byte) (Config, error) {
+	cfg := Default()
+	// A key present in the file replaces the default as a whole, lists and maps included.
+	cfg.Kafka.Topics, cfg.Kafka.Brokers, cfg.Events.CurrencyRates = nil, nil, nil
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%s", fileLineError(name, err))
+	}
+	def := Default()
+	if cfg.Kafka.Brokers == nil {
+		cfg.Kafka.Brokers = def.Kafka.Brokers
+	}
+	if cfg.Kafka.Topics == nil {
+		cfg.Kafka.Topics = def.Kafka.Topics
+	}
+	if cfg.Events.CurrencyRates == nil {
+		cfg.Events.CurrencyRates = def.Events.CurrencyRates
+	}
+	return cfg, nil
+}
+
+// fileLineError turns yaml's "yaml: unmarshal errors:\n  line 3: field x not
+// found in type config.Kafka" into one "file:3: field x not found" per problem.
+func fileLineError(name string, err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var lines []string
+		for _, e := range te.Errors {
+			lines = append(lines, fileLine(name, e))
+		}
+		return strings.Join(lines, "\n")
+	}
+	return fileLine(name, strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+func fileLine(name, msg string) string {
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		rest := strings.TrimSpace(strings.TrimPrefix(msg[strings.Index(msg, m[0])+len(m[0]):], ":"))
+		rest = regexp.MustCompile(` in type [\w.]+`).ReplaceAllString(rest, "")
+		return fmt.Sprintf("%s:%s: %s", name, m[1], rest)
+	}
+	return fmt.Sprintf("%s: %s", name, msg)
+}
+
+var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// Validate checks the whole config and names the first field that is wrong.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka.brokers: must list at least one host:port"))
+	}
+	for i, b := range c.Kafka.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.brokers[%d]: must be host:port, got %q", i, b))
+		}
+	}
+	if len(c.Kafka.Topics) == 0 {
+		errs = append(errs, errors.New("kafka.topics: must list at least one topic"))
+	}
+	for i, t := range c.Kafka.Topics {
+		if !topicRe.MatchString(t) {
+			errs = append(errs, fmt.Errorf("kafka.topics[%d]: %q is not a valid Kafka topic name", i, t))
+		}
+	}
+	if !strings.HasPrefix(c.ClickHouse.DSN, "clickhouse://") && !strings.HasPrefix(c.ClickHouse.DSN, "tcp://") {
+		errs = append(errs, fmt.Errorf("clickhouse.dsn: must start with clickhouse:// (native protocol), got %q", redactDSN(c.ClickHouse.DSN)))
+	}
+	if !currencyRe.MatchString(c.Events.ReportingCurrency) {
+		errs = append(errs, fmt.Errorf("events.reporting_currency: must be 3 upper-case letters (ISO 4217), got %q", c.Events.ReportingCurrency))
+	}
+	for cur, rate := range c.Events.CurrencyRates {
+		if !currencyRe.MatchString(cur) {
+			errs = append(errs, fmt.Errorf("events.currency_rates: key %q must be 3 upper-case letters", cur))
+		}
+		if !(rate > 0) {
+			errs = append(errs, fmt.Errorf("events.currency_rates.%s: must be > 0, got %v", cur, rate))
+		}
+	}
+	if c.Events.MaxFutureSkew < 0 {
+		errs = append(errs, fmt.Errorf("events.max_future_skew: must be >= 0, got %s", c.Events.MaxFutureSkew))
+	}
+	if _, _, err := net.SplitHostPort(c.Broker.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("broker.listen: must be host:port, got %q", c.Broker.Listen))
+	}
+	if c.Broker.Partitions < 1 || c.Broker.Partitions > 1000 {
+		errs = append(errs, fmt.Errorf("broker.partitions: must be between 1 and 1000, got %d", c.Broker.Partitions))
+	}
+	return errors.Join(errs...)
+}
+
+var topicRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "@"); i > 0 {
+		if j := strings.Index(dsn, "://"); j >= 0 && j < i {
+			return dsn[:j+3] + "…@" + dsn[i+1:]
+		}
+	}
+	return dsn
+}
+
+// EmailHashKey returns the HMAC key for email hashing: from
+// KPIBRIDGE_EMAIL_HASH_KEY, else from events.email_hash_key_file, else the
+// public development key (dev reports true so callers can warn).
+func (c Config) EmailHashKey(getenv func(string) string) (key []byte, dev bool, err error) {
+	if k := getenv("KPIBRIDGE_EMAIL_HASH_KEY"); k != "" {
+		return []byte(k), false, nil
+	}
+	if c.Events.EmailHashKeyFile != "" {
+		b, err := os.ReadFile(c.Events.EmailHashKeyFile)
+		if err != nil {
+			return nil, false, fmt.Errorf("events.email_hash_key_file: %w", err)
+		}
+		k := bytes.TrimSpace(b)
+		if len(k) < 16 {
+			return nil, false, fmt.Errorf("events.email_hash_key_file: key in %s must be at least 16 bytes, got %d", c.Events.EmailHashKeyFile, len(k))
+		}
+		return k, false, nil
+	}
+	return []byte(DevEmailHashKey), true, nil
+}
+
+// ApplyEnv overrides fields from the documented environment variables.
+// Flags are applied after it by the command line, so they win.
+func (c *Config) ApplyEnv(getenv func(string) string) {
+	if v := getenv("KPIBRIDGE_BROKERS"); v != "" {
+		c.Kafka.Brokers = SplitList(v)
+	}
+	if v := getenv("KPIBRIDGE_CLICKHOUSE_DSN"); v != "" {
+		c.ClickHouse.DSN = v
+	}
+}
+
+// SplitList splits a comma-separated list, trimming spaces and dropping empties.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Runs a private ClickHouse server for tests and the demo: loopback only, data,
+# config and logs under one directory of the work tree, no root services touched.
+#
+#   scripts/clickhouse.sh start    # installs clickhouse-server if missing, starts, waits until it answers
+#   scripts/clickhouse.sh stop     # stops the server this script started
+#   scripts/clickhouse.sh status   # exit 0 when it answers
+#   scripts/clickhouse.sh dsn      # prints the DSN to use
+#
+# Environment: CLICKHOUSE_DIR (default .run/clickhouse), CLICKHOUSE_PORT (native
+# protocol, default 19000), CLICKHOUSE_HTTP_PORT (default 18123).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${CLICKHOUSE_DIR:-$root/.run/clickhouse}
+port=${CLICKHOUSE_PORT:-19000}
+http_port=${CLICKHOUSE_HTTP_PORT:-18123}
+pidfile=$dir/clickhouse.pid
+
+log() { echo "clickhouse.sh: $*" >&2; }
+
+client() { clickhouse-client --host 127.0.0.1 --port "$port" "$@"; }
+
+answers() { client --query 'SELECT 1' >/dev/null 2>&1; }
+
+install() {
+	if command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ]; then
+		return
+	fi
+	log "installing clickhouse-server and clickhouse-client (Debian packages)"
+	"$root/scripts/install-deps.sh" clickhouse
+}
+
+write_config() {
+	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/log" "$dir/format_schemas"
+	cat >"$dir/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <logger>
+        <level>warning</level>
+        <log>$dir/log/clickhouse-server.log</log>
+        <errorlog>$dir/log/clickhouse-server.err.log</errorlog>
+        <size>100M</size>
+        <count>2</count>
+    </logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>$port</tcp_port>
+    <http_port>$http_port</http_port>
+    <max_connections>256</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>64</max_concurrent_queries>
+    <uncompressed_cache_size>268435456</uncompressed_cache_size>
+    <mark_cache_size>268435456</mark_cache_size>
+    <path>$dir/data/</path>
+    <tmp_path>$dir/tmp/</tmp_path>
+    <user_files_path>$dir/user_files/</user_files_path>
+    <format_schema_path>$dir/format_schemas/</format_schema_path>
+    <users_config>$dir/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
+    <max_session_timeout>3600</max_session_timeout>
+    <default_session_timeout>60</default_session_timeout>
+    <merge_tree>
+        <parts_to_delay_insert>600</parts_to_delay_insert>
+        <parts_to_throw_insert>1200</parts_to_throw_insert>
+    </merge_tree>
+</yandex>
+EOF
+	cat >"$dir/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+    <profiles>
+        <default>
+            <max_memory_usage>4000000000</max_memory_usage>
+            <use_uncompressed_cache>0</use_uncompressed_cache>
+            <load_balancing>random</load_balancing>
+        </default>
+    </profiles>
+    <users>
+        <default>
+            <password></password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </default>
+    </users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+EOF
+}
+
+start() {
+	install
+	if answers; then
+		log "already answering on 127.0.0.1:$port"
+		return
+	fi
+	write_config
+	log "starting on 127.0.0.1:$port (data in $dir)"
+	# clickhouse-server refuses to run as root over files of another owner; all files are ours.
+	(cd "$dir" && exec /usr/sbin/clickhouse-server --config-file="$dir/config.xml" --pid-file="$pidfile" >"$dir/log/stdout.log" 2>&1) &
+	for _ in $(seq 1 120); do
+		if answers; then
+			log "ready: $(client --query 'SELECT version()')"
+			return
+		fi
+		sleep 0.5
+	done
+	log "did not answer within 60 s; last log lines:"
+	tail -n 30 "$dir/log/clickhouse-server.err.log" "$dir/log/stdout.log" >&2 || true
+	exit 1
+}
+
+stop() {
+	if [ -f "$pidfile" ]; then
+		pid=$(cat "$pidfile")
+		if kill -0 "$pid" 2>/dev/null; then
+			kill "$pid"
+			for _ in $(seq 1 60); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.5
+			done
+			kill -9 "$pid" 2>/dev/null || true
+		fi
+		rm -f "$pidfile"
+		log "stopped"
+	fi
+}
+
+case "${1:-}" in
+start) start ;;
+stop) stop ;;
+status) answers ;;
+dsn) echo "clickhouse://127.0.0.1:$port/kpibridge" ;;
+*)
+	echo "usage: $0 start|stop|status|dsn" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, what kpibridge's tests and demo need and
+# this machine lacks. Safe to run again: it only installs what is missing.
+#
+#   scripts/install-deps.sh            # everything
+#   scripts/install-deps.sh clickhouse # only ClickHouse server and client
+set -euo pipefail
+
+want=()
+need() { # need COMMAND PACKAGE...
+	local cmd=$1
+	shift
+	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+		want+=("$@")
+	fi
+}
+
+case "${1:-all}" in
+clickhouse)
+	need clickhouse-server clickhouse-server
+	need clickhouse-client clickhouse-client
+	;;
+all)
+	need clickhouse-server clickhouse-server
+	need clickhouse-client clickhouse-client
+	need kcat kcat
+	need make make
+	need git git
+	need npm npm
+	;;
+*)
+	echo "usage: $0 [all|clickhouse]" >&2
+	exit 2
+	;;
+esac
+
+if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
+	echo "install-deps.sh: Go is missing; install Go 1.26 (see README)" >&2
+	exit 1
+fi
+
+if [ ${#want[@]} -eq 0 ]; then
+	exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+	sudo=sudo
+fi
+echo "install-deps.sh: installing ${want[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has empty package lists: update once, then install.
+if ! $sudo apt-get install -y --no-install-recommends "${want[@]}" >/dev/null 2>&1; then
+	$sudo apt-get update -qq
+	$sudo apt-get install -y --no-install-recommends "${want[@]}"
+fi

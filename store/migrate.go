@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed migrations/*.sql
+var embedded embed.FS
+
+// Migration is one schema change: an ordered, named file of SQL statements.
+type Migration struct {
+	Version    int
+	Name       string // file name, e.g. 0001_events.sql
+	SQL        string
+	Checksum   string // hex SHA-256 of SQL
+	Statements []string
+}
+
+var migrationName = regexp.MustCompile(`^(\d{4})_[a-z0-9_]+\.sql$`)
+
+// Migrations returns the embedded migrations in version order.
+func Migrations() ([]Migration, error) {
+	return LoadMigrations(embedded, "migrations")
+}
+
+// LoadMigrations reads NNNN_name.sql files from dir of fsys, in version order.
+// Versions must be unique; every file must hold at least one statement.
+func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var out []Migration
+	seen := map[int]string{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("migration %s: name must look like 0001_what_it_does.sql", e.Name())
+		}
+		v, _ := strconv.Atoi(m[1])
+		if other, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migration %s: version %d already used by %s", e.Name(), v, other)
+		}
+		seen[v] = e.Name()
+		body, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("migration %s: %w", e.Name(), err)
+		}
+		stmts := SplitStatements(string(body))
+		if len(stmts) == 0 {
+			return nil, fmt.Errorf("migration %s: no SQL statement", e.Name())
+		}
+		sum := sha256.Sum256(body)
+		out = append(out, Migration{Version: v, Name: e.Name(), SQL: string(body), Checksum: hex.EncodeToString(sum[:]), Statements: stmts})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// SplitStatements splits a migration into statements at semicolons that end a
+// line, dropping whole-line "--" comments. Migrations keep one statement per
+// semicolon-terminated block; semicolons inside string literals must not end a line.
+func SplitStatements(sql string) []string {
+	var stmts []string
+	var cur strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(trimmed, ";") {
+			if s := strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"); s != "" {
+				stmts = append(stmts, s)
+			}
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		stmts = append(stmts, s)
+	}
+	return stmts
+}
+
+const migrationsTable = "schema_migrations"
+
+// MigrateResult says what a Migrate call did.
+type MigrateResult struct {
+	Applied []string // names applied by this call, in order
+	Current int      // highest applied version after the call
+}
+
+// Migrate creates the target database if needed and applies, in order, every
+// embedded migration not yet recorded in schema_migrations. Running it again is
+// a no-op. A migration whose file changed after it was applied is an error, and
+// a failed statement names its file and carries the server's error.
+func Migrate(ctx context.Context, t Target, logger *slog.Logger) (MigrateResult, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return MigrateResult{}, err
+	}
+	return ApplyMigrations(ctx, t, ms, logger)
+}
+
+// ApplyMigrations applies the given migrations as Migrate does; tests and
+// tools with migrations of their own use it.
+func ApplyMigrations(ctx context.Context, t Target, ms []Migration, logger *slog.Logger) (MigrateResult, error) {
+	var res MigrateResult
+	if err := CreateDatabase(ctx, t); err != nil {
+		return res, err
+	}
+	conn, err := Open(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+migrationsTable+` (
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version`)
+	if err != nil {
+		return res, fmt.Errorf("create %s.%s: %w", t.Database, migrationsTable, err)
+	}
+	applied := map[int]string{}
+	rows, err := conn.Query(ctx, "SELECT version, checksum FROM "+migrationsTable+" FINAL")
+	if err != nil {
+		return res, fmt.Errorf("read %s: %w", migrationsTable, err)
+	}
+	for rows.Next() {
+		var v uint32
+		var sum string
+		if err := rows.Scan(&v, &sum); err != nil {
+			rows.Close()
+			return res, fmt.Errorf("read %s: %w", migrationsTable, err)
+		}
+		applied[int(v)] = sum
+		res.Current = max(res.Current, int(v))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return res, fmt.Errorf("read %s: %w", migrationsTable, err)
+	}
+	for _, m := range ms {
+		if sum, ok := applied[m.Version]; ok {
+			if sum != m.Checksum {
+				return res, fmt.Errorf("migration %s was changed after it was applied (checksum %s in %s.%s, file has %s): add a new migration instead of editing an applied one",
+					m.Name, short(sum), t.Database, migrationsTable, short(m.Checksum))
+			}
+			continue
+		}
+		start := time.Now()
+		for i, stmt := range m.Statements {
+			if err := conn.Exec(ctx, stmt); err != nil {
+				return res, fmt.Errorf("migration %s, statement %d of %d: %w", m.Name, i+1, len(m.Statements), err)
+			}
+		}
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+migrationsTable+" (version, name, checksum, applied_at)")
+		if err != nil {
+			return res, fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		if err := batch.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC()); err != nil {
+			return res, fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		if err := batch.Send(); err != nil {
+			return res, fmt.Errorf("record migration %s: %w", m.Name, err)
+		}
+		res.Applied = append(res.Applied, m.Name)
+		res.Current = max(res.Current, m.Version)
+		if logger != nil {
+			logger.Info("applied migration", "name", m.Name, "database", t.Database, "statements", len(m.Statements), "duration", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return res, nil
+}
+
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}

@@ -1,0 +1,138 @@
+// Package store owns kpibridge's ClickHouse side: connections over the native
+// protocol (clickhouse-go/v2), the embedded, ordered schema migrations, and
+// batch-insert helpers that always name their columns.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Conn is the part of a ClickHouse connection kpibridge uses.
+type Conn = driver.Conn
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Target is a parsed ClickHouse DSN: where to connect and which database to use.
+type Target struct {
+	DSN      string
+	Database string
+	options  *clickhouse.Options
+}
+
+// ParseDSN checks a DSN of the form clickhouse://[user[:password]@]host:port/database[?options].
+// Only the native protocol is supported.
+func ParseDSN(dsn string) (Target, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return Target{}, fmt.Errorf("clickhouse DSN %q: %w", redact(dsn), err)
+	}
+	if u.Scheme != "clickhouse" && u.Scheme != "tcp" {
+		return Target{}, fmt.Errorf("clickhouse DSN %q: scheme must be clickhouse:// (native protocol), got %q", redact(dsn), u.Scheme)
+	}
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return Target{}, fmt.Errorf("clickhouse DSN %q: %w", redact(dsn), err)
+	}
+	db := strings.Trim(u.Path, "/")
+	if db == "" {
+		db = "default"
+	}
+	if !identRe.MatchString(db) {
+		return Target{}, fmt.Errorf("clickhouse DSN %q: database %q must match %s", redact(dsn), db, identRe)
+	}
+	opts.Auth.Database = db
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	opts.MaxOpenConns = max(opts.MaxOpenConns, 8)
+	return Target{DSN: dsn, Database: db, options: opts}, nil
+}
+
+// redact hides a password in a DSN so it can be logged.
+func redact(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Redacted is the DSN with any password hidden, for logs and errors.
+func (t Target) Redacted() string { return redact(t.DSN) }
+
+// Open connects to the target database and checks the server answers.
+func Open(ctx context.Context, t Target) (Conn, error) {
+	return open(ctx, t, t.Database)
+}
+
+func open(ctx context.Context, t Target, database string) (Conn, error) {
+	if t.options == nil {
+		return nil, errors.New("store: Target not made by ParseDSN")
+	}
+	opts := *t.options
+	opts.Auth.Database = database
+	conn, err := clickhouse.Open(&opts)
+	if err != nil {
+		return nil, fmt.Errorf("open ClickHouse %s: %w", t.Redacted(), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("ClickHouse %s (database %s) does not answer: %w", t.Redacted(), database, err)
+	}
+	return conn, nil
+}
+
+// CreateDatabase creates the target's database if it does not exist yet.
+func CreateDatabase(ctx context.Context, t Target) error {
+	conn, err := open(ctx, t, "default")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+t.Database); err != nil {
+		return fmt.Errorf("create database %s: %w", t.Database, err)
+	}
+	return nil
+}
+
+// DropDatabase removes the target's database; tests use it to clean up.
+func DropDatabase(ctx context.Context, t Target) error {
+	conn, err := open(ctx, t, "default")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+t.Database); err != nil {
+		return fmt.Errorf("drop database %s: %w", t.Database, err)
+	}
+	return nil
+}
+
+// WithDatabase returns a copy of t that points at another database on the same server.
+func (t Target) WithDatabase(db string) (Target, error) {
+	if !identRe.MatchString(db) {
+		return Target{}, fmt.Errorf("database %q must match %s", db, identRe)
+	}
+	opts := *t.options
+	opts.Auth.Database = db
+	u, err := url.Parse(t.DSN)
+	if err != nil {
+		return Target{}, err
+	}
+	u.Path = "/" + db
+	return Target{DSN: u.String(), Database: db, options: &opts}, nil
+}
