@@ -97,7 +97,10 @@ func Load(path string) (Config, error) {
 	return Parse(path, b)
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var (
+	yamlLine   = regexp.MustCompile(`line (\d+)`)
+	yamlInType = regexp.MustCompile(` in type [\w.]+`)
+)
 
 // Parse decodes YAML bytes over the defaults; name is used in errors (file:line: …).
 func Parse(name string, b []byte) (Config, error) {
@@ -139,7 +142,7 @@ func fileLineError(name string, err error) string {
 func fileLine(name, msg string) string {
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		rest := strings.TrimSpace(strings.TrimPrefix(msg[strings.Index(msg, m[0])+len(m[0]):], ":"))
-		rest = regexp.MustCompile(` in type [\w.]+`).ReplaceAllString(rest, "")
+		rest = yamlInType.ReplaceAllString(rest, "")
 		return fmt.Sprintf("%s:%s: %s", name, m[1], rest)
 	}
 	return fmt.Sprintf("%s: %s", name, msg)

@@ -16,6 +16,9 @@ need() { # need COMMAND PACKAGE...
 }
 
 case "${1:-all}" in
+npm)
+	need npm npm
+	;;
 clickhouse)
 	need clickhouse-server clickhouse-server
 	need clickhouse-client clickhouse-client
@@ -29,7 +32,7 @@ all)
 	need npm npm
 	;;
 *)
-	echo "usage: $0 [all|clickhouse]" >&2
+	echo "usage: $0 [all|clickhouse|npm]" >&2
 	exit 2
 	;;
 esac

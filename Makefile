@@ -1,0 +1,43 @@
+# kpibridge — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/kpibridge
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: all build deps test test-go bench fuzz vet demo clickhouse-start clickhouse-stop clean
+
+all: build
+
+deps: ## Install what is missing (Debian packages: ClickHouse, kcat, npm).
+	scripts/install-deps.sh all
+
+build: ## Build bin/kpibridge.
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kpibridge
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags chdb ./store/
+
+test: deps ## Unit + integration tests against a private ClickHouse server and the embedded broker, then chDB conformance.
+	scripts/test.sh
+
+bench: deps ## Benchmarks (speed and memory targets live here, never in timed tests).
+	scripts/bench.sh
+
+fuzz: ## Fuzz every decoder of outside input for FUZZTIME each (default 30s).
+	$(GO) test ./events/ -run XXX -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
+
+demo: deps build ## Run the pipeline locally on embedded defaults.
+	scripts/demo.sh
+
+clickhouse-start:
+	scripts/clickhouse.sh start
+
+clickhouse-stop:
+	scripts/clickhouse.sh stop
+
+clean:
+	-scripts/clickhouse.sh stop
+	rm -rf bin .run

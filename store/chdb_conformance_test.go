@@ -1,0 +1,84 @@
+//go:build chdb
+
+package store_test
+
+// The conformance test applies kpibridge's SQL on current ClickHouse, in
+// process, through chDB (the npm package @chdb/lib-linux-x64-gnu, loaded by
+// chdb-go). Debian's 18.16 server covers the old end in the integration tests;
+// this covers the new end, which the docker-compose deployment runs.
+//
+//	CHDB_LIB_PATH=$(scripts/chdb.sh) go test -tags chdb ./store/
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/chdb-io/chdb-go/chdb"
+
+	"github.com/kpibridge/kpibridge/store"
+)
+
+func chdbQuery(t *testing.T, s *chdb.Session, sql string) string {
+	t.Helper()
+	res, err := s.Query(sql, "TSV")
+	if err != nil {
+		t.Fatalf("chDB: %v\nSQL:\n%s", err, sql)
+	}
+	defer res.Free()
+	if err := res.Error(); err != nil {
+		t.Fatalf("chDB: %v\nSQL:\n%s", err, sql)
+	}
+	return strings.TrimSpace(res.String())
+}
+
+func TestChDBConformance(t *testing.T) {
+	if os.Getenv("CHDB_LIB_PATH") == "" {
+		t.Fatal("CHDB_LIB_PATH is not set: run `make test` or CHDB_LIB_PATH=$(scripts/chdb.sh) go test -tags chdb ./store/")
+	}
+	s, err := chdb.NewSession(t.TempDir())
+	if err != nil {
+		t.Fatalf("chDB session: %v", err)
+	}
+	defer s.Close()
+	t.Logf("chDB version %s", chdbQuery(t, s, "SELECT version()"))
+
+	chdbQuery(t, s, "CREATE DATABASE IF NOT EXISTS conformance")
+	chdbQuery(t, s, "USE conformance")
+	ms, err := store.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		for i, stmt := range m.Statements {
+			t.Run(m.Name, func(t *testing.T) {
+				if _, err := s.Query(stmt, "TSV"); err != nil {
+					t.Fatalf("statement %d of %s fails on current ClickHouse: %v", i+1, m.Name, err)
+				}
+			})
+		}
+	}
+	for _, table := range []string{"events", "dead_letters"} {
+		if got := chdbQuery(t, s, "SELECT count() FROM system.tables WHERE database = 'conformance' AND name = '"+table+"'"); got != "1" {
+			t.Errorf("table %s not created on current ClickHouse", table)
+		}
+	}
+	// The documented read pattern: a re-delivered event is one row with FINAL.
+	for range 2 {
+		chdbQuery(t, s, `INSERT INTO events (event_id, type, occurred_at, source, topic, `+"`partition`, `offset`"+`, ingested_at)
+			VALUES ('e1', 'order.placed', '2026-01-02 03:04:05', 'shopify', 'crm.events', 0, 1, now())`)
+	}
+	if got := chdbQuery(t, s, "SELECT count() FROM events FINAL WHERE event_id = 'e1'"); got != "1" {
+		t.Errorf("events FINAL returns %s rows for one re-delivered event, want 1", got)
+	}
+	for _, q := range conformanceQueries {
+		chdbQuery(t, s, q)
+	}
+}
+
+// conformanceQueries are the read patterns kpibridge documents for analysts;
+// later issues append their KPI SQL here.
+var conformanceQueries = []string{
+	"SELECT type, uniqExact(event_id) FROM events WHERE occurred_at >= now() - INTERVAL 30 DAY GROUP BY type",
+	"SELECT reason, count() FROM dead_letters FINAL GROUP BY reason",
+}
