@@ -17,14 +17,17 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kpibridge/kpibridge/ingest"
 )
 
 // Config is the whole configuration of one kpibridge process.
 type Config struct {
-	Kafka      Kafka      `yaml:"kafka"`
-	ClickHouse ClickHouse `yaml:"clickhouse"`
-	Events     Events     `yaml:"events"`
-	Broker     Broker     `yaml:"broker"`
+	Kafka      Kafka         `yaml:"kafka"`
+	ClickHouse ClickHouse    `yaml:"clickhouse"`
+	Events     Events        `yaml:"events"`
+	Broker     Broker        `yaml:"broker"`
+	Ingest     ingest.Config `yaml:"ingest"`
 }
 
 // Kafka says where the event streams are.
@@ -83,6 +86,7 @@ func Default() Config {
 			MaxFutureSkew:     time.Hour,
 		},
 		Broker: Broker{Listen: "127.0.0.1:9092", Partitions: 6},
+		Ingest: ingest.Default(),
 	}
 }
 
@@ -191,6 +195,9 @@ func (c Config) Validate() error {
 	}
 	if c.Broker.Partitions < 1 || c.Broker.Partitions > 1000 {
 		errs = append(errs, fmt.Errorf("broker.partitions: must be between 1 and 1000, got %d", c.Broker.Partitions))
+	}
+	if err := c.Ingest.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

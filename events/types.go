@@ -60,6 +60,9 @@ var Channels = []string{
 // (disqualified is a terminal exit, not a step).
 var Stages = []string{"lead", "mql", "sql", "opportunity", "customer", "disqualified"}
 
+// Outcomes are the outcomes of opportunity.closed.
+var Outcomes = []string{"won", "lost"}
+
 // OrderChannels are where an order can be placed.
 var OrderChannels = []string{"web", "mobile_app", "store", "phone", "partner"}
 
@@ -131,6 +134,8 @@ type Event struct {
 	Clicks      uint64
 
 	// Properties is the JSON object of properties as sent, unknown extra
-	// fields included; never contains a raw email.
+	// fields included, compacted; members named email (any case, any
+	// depth) are removed, so it never contains a raw email. It is {} when
+	// the message had no properties.
 	Properties []byte
 }

@@ -197,3 +197,28 @@ func short(sum string) string {
 	}
 	return sum
 }
+
+// CheckSchema returns an error that says to run `kpibridge migrate` unless
+// every embedded migration has been applied to the target database.
+func CheckSchema(ctx context.Context, conn Conn, database string) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	want := ms[len(ms)-1].Version
+	var exists uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name = ?", database, migrationsTable).Scan(&exists); err != nil {
+		return fmt.Errorf("check schema of %s: %w", database, err)
+	}
+	if exists == 0 {
+		return fmt.Errorf("database %s has no kpibridge schema: run `kpibridge migrate` first", database)
+	}
+	var have uint32
+	if err := conn.QueryRow(ctx, "SELECT max(version) FROM "+migrationsTable).Scan(&have); err != nil {
+		return fmt.Errorf("check schema of %s: %w", database, err)
+	}
+	if int(have) < want {
+		return fmt.Errorf("schema of %s is at version %d, this kpibridge needs %d: run `kpibridge migrate`", database, have, want)
+	}
+	return nil
+}

@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		registerMigrate,
 		registerGenerate,
 		registerConfigCheck,
+		registerRun,
 	} {
 		name, act := register(k, a)
 		actions[name] = act

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kpibridge/kpibridge/internal/testenv"
+)
+
+// runCLI runs the binary's entry point in process with the given environment.
+func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut, func(k string) string { return env[k] })
+	return code, out.String(), errOut.String()
+}
+
+func TestEverySubcommandHasHelp(t *testing.T) {
+	for _, sub := range []string{"broker", "migrate", "generate", "check-config"} {
+		t.Run(sub, func(t *testing.T) {
+			code, out, errOut := runCLI(t, nil, sub, "--help")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if !strings.Contains(out, "usage: kpibridge "+sub) {
+				t.Fatalf("help of %s does not show its usage:\n%s", sub, out)
+			}
+		})
+	}
+}
+
+func TestUnknownCommandIsUsageError(t *testing.T) {
+	code, _, errOut := runCLI(t, nil, "frobnicate")
+	if code != 2 || !strings.Contains(errOut, `"frobnicate"`) {
+		t.Fatalf("exit %d, stderr %q; want 2 naming the command", code, errOut)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "kpibridge.yml")
+	if err := os.WriteFile(file, []byte("kafka:\n  brokers: [file:9092]\nclickhouse:\n  dsn: clickhouse://file:9000/db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		env         map[string]string
+		flags       []string
+		wantBrokers string
+		wantDSN     string
+	}{
+		{"file over defaults", nil, nil, "file:9092", "clickhouse://file:9000/db"},
+		{"env over file", map[string]string{"KPIBRIDGE_BROKERS": "env:9092", "KPIBRIDGE_CLICKHOUSE_DSN": "clickhouse://env:9000/db"}, nil, "env:9092", "clickhouse://env:9000/db"},
+		{"flag over env", map[string]string{"KPIBRIDGE_BROKERS": "env:9092"}, []string{"--brokers", "flag:9092"}, "flag:9092", "clickhouse://file:9000/db"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &app{configFile: file, getenv: func(k string) string { return tt.env[k] }}
+			for i := 0; i < len(tt.flags); i += 2 {
+				if tt.flags[i] == "--brokers" {
+					a.brokers = tt.flags[i+1]
+				}
+			}
+			cfg, err := a.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(cfg.Kafka.Brokers, ","); got != tt.wantBrokers || cfg.ClickHouse.DSN != tt.wantDSN {
+				t.Fatalf("brokers %s dsn %s; want %s %s", got, cfg.ClickHouse.DSN, tt.wantBrokers, tt.wantDSN)
+			}
+		})
+	}
+}
+
+func TestCheckConfigNamesBadFileLine(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yml")
+	if err := os.WriteFile(file, []byte("kafka:\n  brokerz: [a:1]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, nil, "--config.file", file, "check-config")
+	if code != 1 || !strings.Contains(errOut, "bad.yml:2: field brokerz not found") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestCheckConfigRedactsPassword(t *testing.T) {
+	code, out, errOut := runCLI(t, map[string]string{"KPIBRIDGE_CLICKHOUSE_DSN": "clickhouse://u:s3cret@h:9000/db"}, "check-config")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "clickhouse://u:xxxxx@h:9000/db") {
+		t.Fatalf("password not redacted:\n%s", out)
+	}
+}
+
+func TestMigrateCommandTwice(t *testing.T) {
+	target := testenv.ClickHouse(t)
+	env := map[string]string{"KPIBRIDGE_CLICKHOUSE_DSN": target.DSN}
+	code, out, errOut := runCLI(t, env, "migrate")
+	if code != 0 || !strings.Contains(out, "applied") {
+		t.Fatalf("first migrate: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, env, "migrate")
+	if code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("second migrate: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestMigrateUnreachableServerSaysWhere(t *testing.T) {
+	code, _, errOut := runCLI(t, nil, "migrate", "--clickhouse", "clickhouse://127.0.0.1:1/kpibridge")
+	if code != 1 || !strings.Contains(errOut, "127.0.0.1:1") {
+		t.Fatalf("exit %d, stderr %q; want an error naming the server", code, errOut)
+	}
+}

@@ -1,0 +1,35 @@
+package ingest
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// NewKafkaSource returns a consumer-group member over topics. Offsets are
+// committed only by the Ingester (CommitInterval 0: synchronous, explicit);
+// a new group starts from the earliest offset so nothing produced before the
+// first start is skipped.
+func NewKafkaSource(brokers, topics []string, groupID string, logger *slog.Logger) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:                brokers,
+		GroupID:                groupID,
+		GroupTopics:            topics,
+		MinBytes:               1,
+		MaxBytes:               8 << 20,
+		MaxWait:                250 * time.Millisecond,
+		QueueCapacity:          10000,
+		ReadBatchTimeout:       10 * time.Second,
+		CommitInterval:         0,
+		StartOffset:            kafka.FirstOffset,
+		HeartbeatInterval:      3 * time.Second,
+		SessionTimeout:         30 * time.Second,
+		RebalanceTimeout:       30 * time.Second,
+		JoinGroupBackoff:       2 * time.Second,
+		WatchPartitionChanges:  true,
+		PartitionWatchInterval: 10 * time.Second,
+		ErrorLogger:            kafka.LoggerFunc(func(msg string, args ...any) { logger.Warn("kafka consumer", "detail", fmt.Sprintf(msg, args...)) }),
+	})
+}
