@@ -19,15 +19,17 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/transform"
 )
 
 // Config is the whole configuration of one kpibridge process.
 type Config struct {
-	Kafka      Kafka         `yaml:"kafka"`
-	ClickHouse ClickHouse    `yaml:"clickhouse"`
-	Events     Events        `yaml:"events"`
-	Broker     Broker        `yaml:"broker"`
-	Ingest     ingest.Config `yaml:"ingest"`
+	Kafka      Kafka            `yaml:"kafka"`
+	ClickHouse ClickHouse       `yaml:"clickhouse"`
+	Events     Events           `yaml:"events"`
+	Broker     Broker           `yaml:"broker"`
+	Ingest     ingest.Config    `yaml:"ingest"`
+	Transform  transform.Config `yaml:"transform"`
 }
 
 // Kafka says where the event streams are.
@@ -85,8 +87,9 @@ func Default() Config {
 			CurrencyRates:     map[string]float64{"USD": 0.92, "GBP": 1.17, "CHF": 1.05, "SEK": 0.087},
 			MaxFutureSkew:     time.Hour,
 		},
-		Broker: Broker{Listen: "127.0.0.1:9092", Partitions: 6},
-		Ingest: ingest.Default(),
+		Broker:    Broker{Listen: "127.0.0.1:9092", Partitions: 6},
+		Ingest:    ingest.Default(),
+		Transform: transform.DefaultConfig(),
 	}
 }
 
@@ -197,6 +200,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("broker.partitions: must be between 1 and 1000, got %d", c.Broker.Partitions))
 	}
 	if err := c.Ingest.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Transform.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -18,13 +18,14 @@ import (
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/store"
+	"github.com/kpibridge/kpibridge/transform"
 )
 
 // Roles lists every role, in start order.
 var Roles = []string{"ingest", "transform", "export"}
 
 // available are the roles this build can run.
-var available = []string{"ingest"}
+var available = []string{"ingest", "transform"}
 
 // ParseRoles turns "ingest,export" into a role list; empty means every available role.
 func ParseRoles(s string) ([]string, error) {
@@ -84,6 +85,8 @@ func build(ctx context.Context, role string, cfg config.Config, opts Options) (f
 	switch role {
 	case "ingest":
 		return buildIngest(ctx, cfg, opts)
+	case "transform":
+		return buildTransform(ctx, cfg, opts)
 	}
 	return nil, fmt.Errorf("role %q is not built yet", role)
 }
@@ -111,16 +114,8 @@ func buildIngest(ctx context.Context, cfg config.Config, opts Options) (func(con
 	if err != nil {
 		return nil, err
 	}
-	target, err := store.ParseDSN(cfg.ClickHouse.DSN)
+	conn, target, err := openStore(ctx, cfg)
 	if err != nil {
-		return nil, err
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		return nil, err
-	}
-	if err := store.CheckSchema(ctx, conn, target.Database); err != nil {
-		conn.Close()
 		return nil, err
 	}
 	var dlq *ingest.KafkaDLQ
@@ -147,4 +142,50 @@ func buildIngest(ctx context.Context, cfg config.Config, opts Options) (func(con
 		}
 		return in.Run(ctx)
 	}, nil
+}
+
+// openStore connects to ClickHouse and checks the schema is current.
+func openStore(ctx context.Context, cfg config.Config) (store.Conn, store.Target, error) {
+	target, err := store.ParseDSN(cfg.ClickHouse.DSN)
+	if err != nil {
+		return nil, target, err
+	}
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		return nil, target, err
+	}
+	if err := store.CheckSchema(ctx, conn, target.Database); err != nil {
+		conn.Close()
+		return nil, target, err
+	}
+	return conn, target, nil
+}
+
+func buildTransform(ctx context.Context, cfg config.Config, opts Options) (func(context.Context) error, error) {
+	log := opts.Logger.With("role", "transform")
+	cat, err := transform.LoadCatalog(cfg.Transform)
+	if err != nil {
+		return nil, err
+	}
+	conn, target, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := transform.NewScheduler(cfg.Transform, cat, conn, log)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	log.Info("transform starting", "kpis", len(cat.KPIs), "catalog", catalogName(cfg.Transform), "clickhouse", target.Redacted())
+	return func(ctx context.Context) error {
+		defer conn.Close()
+		return s.Run(ctx)
+	}, nil
+}
+
+func catalogName(c transform.Config) string {
+	if c.CatalogFile == "" {
+		return "embedded default"
+	}
+	return c.CatalogFile
 }

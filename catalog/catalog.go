@@ -1,0 +1,438 @@
+// Package catalog owns the KPI catalog (kpis.yaml): the KPIs marketing and IT
+// agree on, each with an owner, a definition, a unit, a target and a window,
+// decoded strictly and validated as a whole. A default catalog is embedded.
+package catalog
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Catalog is a validated set of KPIs.
+type Catalog struct {
+	KPIs []KPI `yaml:"kpis"`
+
+	file  string
+	lines map[string]int // KPI name → line of its entry
+}
+
+// KPI is one shared indicator.
+type KPI struct {
+	Name        string    `yaml:"name"`
+	Title       string    `yaml:"title"`
+	Description string    `yaml:"description"`
+	Owner       Owner     `yaml:"owner"`
+	Unit        Unit      `yaml:"unit"`
+	Direction   Direction `yaml:"direction"`
+	Target      *float64  `yaml:"target"`
+	Warning     *float64  `yaml:"warning"`
+	Window      Window    `yaml:"window"`
+	Dimensions  []string  `yaml:"dimensions"`
+	// MaxSeries caps the series one evaluation may produce (all dimensions together).
+	MaxSeries int      `yaml:"max_series"`
+	Refresh   Duration `yaml:"refresh"`
+	Timeout   Duration `yaml:"timeout"`
+	Audience  []string `yaml:"audience"`
+	Type      Type     `yaml:"type"`
+
+	Measure     *Measure `yaml:"measure"`     // type simple
+	Numerator   *Measure `yaml:"numerator"`   // type ratio
+	Denominator *Measure `yaml:"denominator"` // type ratio
+	Expression  string   `yaml:"expression"`  // type derived: arithmetic over other KPI names
+}
+
+// Owner is the team accountable for a KPI and how to reach it.
+type Owner struct {
+	Team    string `yaml:"team"`
+	Contact string `yaml:"contact"`
+}
+
+// Unit of a KPI's value.
+type Unit string
+
+// Units.
+const (
+	UnitRatio    Unit = "ratio"    // 0..1 (or more, e.g. ROAS 4.0)
+	UnitPercent  Unit = "percent"  // 100 × numerator / denominator
+	UnitCurrency Unit = "currency" // the reporting currency
+	UnitCount    Unit = "count"
+	UnitSeconds  Unit = "seconds"
+	UnitDays     Unit = "days"
+)
+
+// Direction says which way is good.
+type Direction string
+
+// Directions.
+const (
+	HigherIsBetter Direction = "higher_is_better"
+	LowerIsBetter  Direction = "lower_is_better"
+)
+
+// Type of computation.
+type Type string
+
+// Types.
+const (
+	TypeSimple  Type = "simple"
+	TypeRatio   Type = "ratio"
+	TypeDerived Type = "derived"
+)
+
+// Teams that may own a KPI; Audiences that may read it.
+var (
+	Teams     = []string{"marketing", "it", "sales", "finance"}
+	Audiences = []string{"exec", "analyst", "ops"}
+	Units     = []Unit{UnitRatio, UnitPercent, UnitCurrency, UnitCount, UnitSeconds, UnitDays}
+)
+
+// Measure is one aggregate over one source, filtered.
+type Measure struct {
+	Source    string               `yaml:"source"`
+	Aggregate string               `yaml:"aggregate"`
+	Field     string               `yaml:"field"`
+	Where     map[string]Condition `yaml:"where"`
+	// TimeField is the column the window applies to (default: the source's
+	// time column); "none" applies no window to this measure.
+	TimeField string `yaml:"time_field"`
+	// Dimensions maps a KPI dimension to this source's column when the names differ.
+	Dimensions map[string]string `yaml:"dimensions"`
+	// GroupBy and Min are for aggregate count_groups_with_min_distinct: the
+	// number of GroupBy values that have at least Min distinct Field values.
+	GroupBy string `yaml:"group_by"`
+	Min     int    `yaml:"min"`
+}
+
+// NoTimeField as a measure's time_field applies no window to it.
+const NoTimeField = "none"
+
+// Aggregates a measure may use.
+var Aggregates = []string{"count", "count_distinct", "sum", "min", "max", "age_seconds", "count_groups_with_min_distinct"}
+
+// Window is the time range a KPI covers, ending at evaluation time.
+type Window struct {
+	Kind     WindowKind
+	Duration time.Duration // rolling only
+}
+
+// WindowKind is rolling, calendar_month or lifetime.
+type WindowKind string
+
+// Window kinds.
+const (
+	Rolling       WindowKind = "rolling"
+	CalendarMonth WindowKind = "calendar_month"
+	Lifetime      WindowKind = "lifetime"
+)
+
+var rollingRe = regexp.MustCompile(`^([1-9][0-9]{0,3})([hd])$`)
+
+// ParseWindow parses 7d, 30d, 90d, 12h, calendar_month or lifetime.
+func ParseWindow(s string) (Window, error) {
+	switch s {
+	case "calendar_month":
+		return Window{Kind: CalendarMonth}, nil
+	case "lifetime":
+		return Window{Kind: Lifetime}, nil
+	}
+	m := rollingRe.FindStringSubmatch(s)
+	if m == nil {
+		return Window{}, fmt.Errorf("window %q: want a rolling window like 7d, 30d, 90d or 12h, or calendar_month, or lifetime", s)
+	}
+	n, _ := strconv.Atoi(m[1])
+	d := time.Duration(n) * time.Hour
+	if m[2] == "d" {
+		d *= 24
+	}
+	return Window{Kind: Rolling, Duration: d}, nil
+}
+
+// String is the window as written in the catalog.
+func (w Window) String() string {
+	switch w.Kind {
+	case Rolling:
+		if w.Duration%(24*time.Hour) == 0 {
+			return fmt.Sprintf("%dd", w.Duration/(24*time.Hour))
+		}
+		return fmt.Sprintf("%dh", w.Duration/time.Hour)
+	case "":
+		return ""
+	}
+	return string(w.Kind)
+}
+
+// Bounds returns the window's [start, end) for an evaluation at now; lifetime starts at the epoch.
+func (w Window) Bounds(now time.Time) (start, end time.Time) {
+	now = now.UTC().Truncate(time.Second)
+	end = now.Add(time.Second)
+	switch w.Kind {
+	case Rolling:
+		return now.Add(-w.Duration).Add(time.Second), end
+	case CalendarMonth:
+		return time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC), end
+	}
+	return time.Unix(0, 0).UTC(), end
+}
+
+// UnmarshalYAML decodes a window string.
+func (w *Window) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	win, err := ParseWindow(s)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*w = win
+	return nil
+}
+
+// MarshalYAML encodes the window as its string.
+func (w Window) MarshalYAML() (any, error) { return w.String(), nil }
+
+// Duration is a time.Duration written like 5m or 1h30m in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML decodes a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: duration %q: %v", n.Line, s, err)}}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML encodes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Condition filters one column: equal to one value, in a list, or compared.
+// In YAML: `type: order.placed`, `type: [order.placed, order.refunded]`, or
+// `orders: {gte: 2}`; time columns also take $window_start, $window_end and $never.
+type Condition struct {
+	Op     string   // eq, ne, in, not_in, gt, gte, lt, lte
+	Values []string // one value except for in and not_in
+}
+
+// Ops a condition may use.
+var Ops = []string{"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte"}
+
+// UnmarshalYAML decodes the three forms of a condition.
+func (c *Condition) UnmarshalYAML(n *yaml.Node) error {
+	bad := func(format string, args ...any) error {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s", n.Line, fmt.Sprintf(format, args...))}}
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*c = Condition{Op: "eq", Values: []string{n.Value}}
+	case yaml.SequenceNode:
+		c.Op = "in"
+		for _, item := range n.Content {
+			if item.Kind != yaml.ScalarNode {
+				return bad("condition list items must be scalars")
+			}
+			c.Values = append(c.Values, item.Value)
+		}
+		if len(c.Values) == 0 {
+			return bad("condition list must not be empty")
+		}
+	case yaml.MappingNode:
+		if len(n.Content) != 2 {
+			return bad("condition must have exactly one operator (%s)", strings.Join(Ops, ", "))
+		}
+		op, val := n.Content[0].Value, n.Content[1]
+		if !contains(Ops, op) {
+			return bad("unknown condition operator %q (want one of %s)", op, strings.Join(Ops, ", "))
+		}
+		c.Op = op
+		if val.Kind == yaml.SequenceNode {
+			for _, item := range val.Content {
+				c.Values = append(c.Values, item.Value)
+			}
+		} else {
+			c.Values = []string{val.Value}
+		}
+		if (op == "in" || op == "not_in") != (val.Kind == yaml.SequenceNode) {
+			return bad("operator %s takes %s", op, map[bool]string{true: "a list", false: "one value"}[op == "in" || op == "not_in"])
+		}
+	default:
+		return bad("condition must be a value, a list, or {operator: value}")
+	}
+	return nil
+}
+
+// MarshalYAML encodes the condition in its shortest form.
+func (c Condition) MarshalYAML() (any, error) {
+	switch {
+	case c.Op == "eq":
+		return c.Values[0], nil
+	case c.Op == "in":
+		return c.Values, nil
+	case c.Op == "not_in":
+		return map[string][]string{c.Op: c.Values}, nil
+	}
+	return map[string]string{c.Op: c.Values[0]}, nil
+}
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML is the embedded default catalog, as written.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// Default returns the embedded default catalog.
+func Default() (*Catalog, error) { return Parse("default kpis.yaml", defaultYAML) }
+
+// Load reads and validates a catalog file.
+func Load(path string) (*Catalog, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read KPI catalog: %w", err)
+	}
+	return Parse(path, b)
+}
+
+var lineRe = regexp.MustCompile(`line (\d+): `)
+
+// Parse decodes strictly (unknown fields are errors naming file:line),
+// applies defaults and validates the whole catalog.
+func Parse(name string, b []byte) (*Catalog, error) {
+	c := &Catalog{file: name, lines: map[string]int{}}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			msgs := make([]string, len(te.Errors))
+			for i, e := range te.Errors {
+				msgs[i] = name + ":" + strings.TrimSuffix(lineRe.ReplaceAllString(e, "$1: "), "")
+				msgs[i] = strings.Replace(msgs[i], " in type catalog.", " in ", 1)
+			}
+			return nil, errors.New(strings.Join(msgs, "\n"))
+		}
+		return nil, fmt.Errorf("%s: %v", name, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err == nil {
+		c.recordLines(&doc)
+	}
+	for i := range c.KPIs {
+		c.KPIs[i].applyDefaults()
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Catalog) recordLines(doc *yaml.Node) {
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "kpis" || root.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, item := range root.Content[i+1].Content {
+			for j := 0; j+1 < len(item.Content); j += 2 {
+				if item.Content[j].Value == "name" {
+					if _, dup := c.lines[item.Content[j+1].Value]; !dup {
+						c.lines[item.Content[j+1].Value] = item.Line
+					}
+				}
+			}
+		}
+	}
+}
+
+// Defaults applied to fields a KPI leaves out.
+const (
+	DefaultMaxSeries = 100
+	DefaultRefresh   = Duration(5 * time.Minute)
+	DefaultTimeout   = Duration(30 * time.Second)
+)
+
+func (k *KPI) applyDefaults() {
+	if k.MaxSeries == 0 {
+		k.MaxSeries = DefaultMaxSeries
+	}
+	if k.Refresh == 0 {
+		k.Refresh = DefaultRefresh
+	}
+	if k.Timeout == 0 {
+		k.Timeout = DefaultTimeout
+	}
+	for _, m := range []*Measure{k.Measure, k.Numerator, k.Denominator} {
+		if m != nil && m.TimeField == "" {
+			if s, ok := Sources[m.Source]; ok {
+				m.TimeField = s.TimeField
+			}
+		}
+	}
+}
+
+// Get returns the KPI named name.
+func (c *Catalog) Get(name string) (KPI, bool) {
+	for _, k := range c.KPIs {
+		if k.Name == name {
+			return k, true
+		}
+	}
+	return KPI{}, false
+}
+
+// Names lists the KPI names in catalog order.
+func (c *Catalog) Names() []string {
+	out := make([]string, len(c.KPIs))
+	for i, k := range c.KPIs {
+		out[i] = k.Name
+	}
+	return out
+}
+
+// where names a KPI in errors: file:line: kpi NAME.
+func (c *Catalog) where(i int) string {
+	k := c.KPIs[i]
+	name := k.Name
+	if name == "" {
+		name = fmt.Sprintf("#%d", i+1)
+	}
+	if line, ok := c.lines[k.Name]; ok {
+		return fmt.Sprintf("%s:%d: kpi %s", c.file, line, name)
+	}
+	return fmt.Sprintf("%s: kpi %s", c.file, name)
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

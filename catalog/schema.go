@@ -1,0 +1,151 @@
+package catalog
+
+// ColumnKind is what a column holds, which decides the conditions and
+// aggregates it takes.
+type ColumnKind string
+
+// Column kinds.
+const (
+	String ColumnKind = "string"
+	Number ColumnKind = "number"
+	Time   ColumnKind = "time"
+)
+
+// Column is one column a measure can filter, group or aggregate on.
+type Column struct {
+	Kind ColumnKind
+	// Expr is the ClickHouse expression of the column at its Layer: a
+	// constant of the schema, never user data.
+	Expr string
+	// Layer 1 is the deduplicated event row; 2 needs the identity map
+	// (customer); 3 needs the customer's attributes.
+	Layer int
+	Doc   string
+}
+
+// Source is a table (or view) measures aggregate over.
+type Source struct {
+	Doc       string
+	TimeField string
+	Columns   map[string]Column
+}
+
+// Never is the time the customers table uses for "has not happened".
+const Never = "2100-01-01 00:00:00"
+
+// IdentifierExpr picks an event's best identity key; system identities of
+// spend events (anonymous_id "system:…") identify no one.
+const IdentifierExpr = `if(crm_contact_id != '', concat('crm:', crm_contact_id), if(email_hash != '', concat('email:', email_hash), if(anonymous_id != '' AND substring(anonymous_id, 1, 7) != 'system:', concat('anon:', anonymous_id), '')))`
+
+// TouchChannelExpr says where an event shows the customer engaging.
+const TouchChannelExpr = "multiIf(type IN ('web.visit', 'form.submitted'), 'web', type = 'app.session', 'mobile_app', type IN ('email.opened', 'email.clicked'), 'email', type = 'order.placed', order_channel, '')"
+
+func raw(kind ColumnKind, doc string) Column { return Column{Kind: kind, Layer: 1, Doc: doc} }
+
+// Sources are the tables a measure can read. Column names are the names in
+// kpis.yaml; Expr, when set, is how the column is computed.
+var Sources = map[string]Source{
+	"events": {
+		Doc:       "valid events, each event_id counted once (deduplicated before ClickHouse merges)",
+		TimeField: "occurred_at",
+		Columns: map[string]Column{
+			"event_id":       raw(String, "the event's id"),
+			"type":           raw(String, "event type"),
+			"source":         raw(String, "producing system"),
+			"channel":        raw(String, "campaign channel of the event's campaign block"),
+			"campaign_id":    raw(String, "campaign of the event's campaign block"),
+			"order_channel":  raw(String, "order.placed: web, mobile_app, store, phone, partner"),
+			"platform":       raw(String, "app.session: ios, android"),
+			"stage":          raw(String, "lead.stage_changed: funnel stage"),
+			"outcome":        raw(String, "opportunity.closed: won, lost"),
+			"segment":        raw(String, "contact.upserted: segment"),
+			"country":        raw(String, "contact.upserted: country"),
+			"vendor":         raw(String, "martech.cost: vendor"),
+			"currency":       raw(String, "currency the amount was sent in"),
+			"entity_id":      raw(String, "order_id, opportunity_id, subscription_id or form_id"),
+			"crm_contact_id": raw(String, "CRM contact id"),
+			"email_hash":     raw(String, "HMAC of the email"),
+			"anonymous_id":   raw(String, "anonymous (device/cookie) id"),
+			"topic":          raw(String, "Kafka topic"),
+			"amount":         raw(Number, "amount in the reporting currency"),
+			"impressions":    raw(Number, "campaign.daily_stats impressions"),
+			"clicks":         raw(Number, "campaign.daily_stats clicks"),
+			"occurred_at":    raw(Time, "when it happened"),
+			"ingested_at":    raw(Time, "when kpibridge stored it"),
+			"signed_amount": {Kind: Number, Layer: 1, Expr: "if(type = 'order.refunded', -amount, amount)",
+				Doc: "amount, negative for refunds: sum over order.placed and order.refunded is net revenue"},
+			"touch_channel": {Kind: String, Layer: 1, Expr: TouchChannelExpr,
+				Doc: "where the customer engaged: web, mobile_app, email, or the order channel"},
+			"identifier": {Kind: String, Layer: 1, Expr: IdentifierExpr, Doc: "the event's best identity key (crm:, email:, anon:)"},
+			"customer": {Kind: String, Layer: 2, Expr: "if(mapped_customer != '', mapped_customer, identifier)",
+				Doc: "the resolved customer id (one view of the customer)"},
+			"customer.acquisition_channel": {Kind: String, Layer: 3, Expr: "c_acquisition_channel", Doc: "channel of the customer's first campaign touch"},
+			"customer.segment":             {Kind: String, Layer: 3, Expr: "c_segment", Doc: "the customer's CRM segment"},
+			"customer.country":             {Kind: String, Layer: 3, Expr: "c_country", Doc: "the customer's country"},
+			"customer.is_crm":              {Kind: Number, Layer: 3, Expr: "c_is_crm", Doc: "1 when the customer is known to the CRM"},
+		},
+	},
+	"customers": {
+		Doc:       "one row per resolved customer (customer 360)",
+		TimeField: "first_seen",
+		Columns: map[string]Column{
+			"customer_id":            raw(String, "canonical customer id"),
+			"crm_contact_id":         raw(String, "CRM contact id, if known"),
+			"acquisition_channel":    raw(String, "channel of the first campaign touch"),
+			"acquisition_campaign":   raw(String, "campaign of the first campaign touch"),
+			"segment":                raw(String, "CRM segment"),
+			"country":                raw(String, "country"),
+			"stage":                  raw(String, "furthest funnel stage reached"),
+			"orders":                 raw(Number, "distinct orders"),
+			"revenue":                raw(Number, "net revenue (orders − refunds)"),
+			"channels_count":         raw(Number, "distinct touch channels"),
+			"is_crm":                 raw(Number, "1 when known to the CRM"),
+			"churned":                raw(Number, "1 when the subscription was cancelled"),
+			"first_seen":             raw(Time, "first event"),
+			"last_seen":              raw(Time, "last event"),
+			"first_order_at":         raw(Time, "first order ($never if none)"),
+			"last_order_at":          raw(Time, "last order ($never if none)"),
+			"reached_lead_at":        raw(Time, "first reached stage lead ($never if not)"),
+			"reached_mql_at":         raw(Time, "first reached stage mql ($never if not)"),
+			"reached_sql_at":         raw(Time, "first reached stage sql ($never if not)"),
+			"reached_opportunity_at": raw(Time, "first reached stage opportunity ($never if not)"),
+			"reached_customer_at":    raw(Time, "first reached stage customer ($never if not)"),
+			"won_at":                 raw(Time, "first won opportunity ($never if none)"),
+			"subscribed_at":          raw(Time, "first subscription start ($never if none)"),
+			"churned_at":             raw(Time, "subscription cancellation ($never if none)"),
+		},
+	},
+	"dead_letters": {
+		Doc:       "messages refused at ingest, one per Kafka message",
+		TimeField: "failed_at",
+		Columns: map[string]Column{
+			"reason":     raw(String, "why it was refused"),
+			"field":      raw(String, "offending field"),
+			"topic":      raw(String, "Kafka topic"),
+			"source":     raw(String, "producing system, if readable"),
+			"event_type": raw(String, "event type, if readable"),
+			"failed_at":  raw(Time, "when it was refused"),
+		},
+	},
+	"duplicates": {
+		Doc:       "re-sent events recognised at ingest, one per Kafka message",
+		TimeField: "seen_at",
+		Columns: map[string]Column{
+			"event_id": raw(String, "the repeated event_id"),
+			"type":     raw(String, "event type"),
+			"source":   raw(String, "producing system"),
+			"topic":    raw(String, "Kafka topic"),
+			"seen_at":  raw(Time, "when it was seen"),
+		},
+	},
+	"messages": {
+		Doc:       "every consumed message: valid events (by ingest time), dead letters and duplicates",
+		TimeField: "at",
+		Columns: map[string]Column{
+			"source":  raw(String, "producing system"),
+			"topic":   raw(String, "Kafka topic"),
+			"outcome": raw(String, "valid, invalid or duplicate"),
+			"at":      raw(Time, "when kpibridge received it"),
+		},
+	},
+}

@@ -1,0 +1,344 @@
+// Package transform owns computing KPIs: it compiles each catalog measure to
+// ClickHouse SQL (identifiers from the fixed schema, every value a bound
+// parameter), evaluates KPIs on their refresh intervals into kpi_values,
+// and resolves identities into one view of the customer.
+package transform
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kpibridge/kpibridge/catalog"
+)
+
+// Query is compiled SQL with its bound arguments. It returns rows of
+// (dim_value String, value Float64).
+type Query struct {
+	SQL  string
+	Args []any
+}
+
+// Params are the evaluation-time values a query binds.
+type Params struct {
+	Now         time.Time // evaluation time, UTC, whole seconds
+	WindowStart time.Time
+	WindowEnd   time.Time // exclusive
+	Window      catalog.Window
+}
+
+// NewParams computes the window bounds of w for an evaluation at now.
+func NewParams(w catalog.Window, now time.Time) Params {
+	start, end := w.Bounds(now)
+	return Params{Now: now.UTC().Truncate(time.Second), WindowStart: start, WindowEnd: end, Window: w}
+}
+
+var never = func() time.Time { t, _ := time.Parse("2006-01-02 15:04:05", catalog.Never); return t }()
+
+// compiler builds one query; args collects bound values in order.
+type compiler struct {
+	m    *catalog.Measure
+	src  catalog.Source
+	p    Params
+	args []any
+}
+
+func (c *compiler) bind(v any) string {
+	c.args = append(c.args, v)
+	return "?"
+}
+
+// ref is how a column is written in the outer query.
+func (c *compiler) ref(name string) string {
+	col := c.src.Columns[name]
+	if col.Layer == 3 {
+		return col.Expr // the joined attribute's alias
+	}
+	return quoteIdent(name)
+}
+
+// quoteIdent quotes a schema column name (letters, digits, _ and .) for ClickHouse.
+func quoteIdent(name string) string { return "`" + name + "`" }
+
+// layer is the deepest join any used column needs.
+func (c *compiler) layer(cols []string) int {
+	l := 1
+	for _, n := range cols {
+		l = max(l, c.src.Columns[n].Layer)
+	}
+	return l
+}
+
+// Compile compiles a measure for one dimension ("" is the total), returning
+// rows of (dim_value, value). dimension is the KPI's dimension name; the
+// measure maps it to its column.
+func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
+	src, ok := catalog.Sources[m.Source]
+	if !ok {
+		return Query{}, fmt.Errorf("unknown source %q", m.Source)
+	}
+	c := &compiler{m: m, src: src, p: p}
+	dimCol := ""
+	if dimension != "" {
+		dimCol = m.Dimension(dimension)
+		if _, ok := src.Columns[dimCol]; !ok {
+			return Query{}, fmt.Errorf("source %s has no column %q for dimension %s", m.Source, dimCol, dimension)
+		}
+	}
+
+	// Columns used outside the innermost select.
+	used := []string{}
+	addUsed := func(n string) {
+		if n != "" && !contains(used, n) {
+			used = append(used, n)
+		}
+	}
+	addUsed(dimCol)
+	addUsed(m.Field)
+	addUsed(m.GroupBy)
+	for _, n := range sortedKeys(m.Where) {
+		addUsed(n)
+	}
+	if m.TimeField != catalog.NoTimeField {
+		addUsed(m.TimeField)
+	}
+
+	// Arguments bind by position, so clauses compile in the order they are written: SELECT, FROM, WHERE, HAVING.
+	agg := ""
+	if m.Aggregate != "count_groups_with_min_distinct" {
+		var err error
+		if agg, err = c.aggregate(); err != nil {
+			return Query{}, err
+		}
+	}
+	from, err := c.from(used)
+	if err != nil {
+		return Query{}, err
+	}
+	// Outer filters: the window, then the where conditions.
+	var conds []string
+	if m.TimeField != catalog.NoTimeField && p.Window.Kind != catalog.Lifetime {
+		t := c.ref(m.TimeField)
+		conds = append(conds, fmt.Sprintf("%s >= %s AND %s < %s", t, c.bind(p.WindowStart), t, c.bind(p.WindowEnd)))
+	}
+	for _, n := range sortedKeys(m.Where) {
+		cond, err := c.condition(n, m.Where[n])
+		if err != nil {
+			return Query{}, err
+		}
+		conds = append(conds, cond)
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = "\nWHERE " + strings.Join(conds, "\n  AND ")
+	}
+
+	dimExpr := "''"
+	if dimCol != "" {
+		dimExpr = fmt.Sprintf("if(toString(%s) = '', 'unknown', toString(%s))", c.ref(dimCol), c.ref(dimCol))
+	}
+	var sql string
+	switch m.Aggregate {
+	case "count_groups_with_min_distinct":
+		g, f := c.ref(m.GroupBy), c.ref(m.Field)
+		sql = fmt.Sprintf("SELECT dim_value, toFloat64(count()) AS value FROM (\nSELECT %s AS dim_value, %s AS group_key\nFROM %s%s%s\nGROUP BY dim_value, group_key\nHAVING uniqExactIf(%s, toString(%s) != '') >= %s\n)\nGROUP BY dim_value\nORDER BY dim_value",
+			dimExpr, g, from, where, andNonEmpty(where, g), f, f, c.bind(int64(m.Min)))
+	default:
+		// HAVING: an empty group has no value (ClickHouse returns one row for a constant key even over no rows).
+		sql = fmt.Sprintf("SELECT %s AS dim_value, %s AS value\nFROM %s%s\nGROUP BY dim_value\nHAVING count() > 0\nORDER BY dim_value", dimExpr, agg, from, where)
+	}
+	return Query{SQL: sql, Args: c.args}, nil
+}
+
+func andNonEmpty(where, col string) string {
+	if where == "" {
+		return fmt.Sprintf("\nWHERE %s != ''", col)
+	}
+	return fmt.Sprintf("\n  AND %s != ''", col)
+}
+
+func (c *compiler) aggregate() (string, error) {
+	f := ""
+	if c.m.Field != "" {
+		f = c.ref(c.m.Field)
+	}
+	switch c.m.Aggregate {
+	case "count":
+		return "toFloat64(count())", nil
+	case "count_distinct":
+		if c.src.Columns[c.m.Field].Kind == catalog.String {
+			// An empty key (no identity, no id) is nobody, not one more distinct value.
+			return fmt.Sprintf("toFloat64(uniqExactIf(%s, %s != ''))", f, f), nil
+		}
+		return fmt.Sprintf("toFloat64(uniqExact(%s))", f), nil
+	case "sum":
+		return fmt.Sprintf("toFloat64(sum(%s))", f), nil
+	case "min":
+		return fmt.Sprintf("toFloat64(min(%s))", f), nil
+	case "max":
+		return fmt.Sprintf("toFloat64(max(%s))", f), nil
+	case "age_seconds":
+		return fmt.Sprintf("toFloat64(toInt64(toUInt32(%s)) - toInt64(toUInt32(max(%s))))", c.bind(c.p.Now), f), nil
+	}
+	return "", fmt.Errorf("unknown aggregate %q", c.m.Aggregate)
+}
+
+// from returns the FROM clause: the source, deduplicated and joined as deep as the used columns need.
+func (c *compiler) from(used []string) (string, error) {
+	switch c.m.Source {
+	case "events":
+		return c.fromEvents(used), nil
+	case "customers":
+		// Alive customers only: the latest version of a merged customer is a tombstone.
+		return "(SELECT * FROM customers FINAL WHERE merged_into = '')", nil
+	case "dead_letters", "duplicates":
+		return c.m.Source + " FINAL", nil
+	case "messages":
+		return `(
+    SELECT source, topic, 'valid' AS outcome, ingested_at AS at FROM events LIMIT 1 BY event_id
+    UNION ALL
+    SELECT source, topic, 'invalid' AS outcome, failed_at AS at FROM dead_letters FINAL
+    UNION ALL
+    SELECT source, topic, 'duplicate' AS outcome, seen_at AS at FROM duplicates FINAL
+)`, nil
+	}
+	return "", fmt.Errorf("unknown source %q", c.m.Source)
+}
+
+// fromEvents deduplicates events by event_id (LIMIT 1 BY, so each event
+// counts once before ClickHouse merges re-deliveries), pre-filtered on raw
+// columns so the sorting key and partitions prune, then joins the identity
+// map (layer 2) and customer attributes (layer 3) when needed.
+func (c *compiler) fromEvents(used []string) string {
+	need := c.layer(used)
+	var l1 []string
+	addCol := func(n string) {
+		col := c.src.Columns[n]
+		expr := quoteIdent(n)
+		if col.Expr != "" {
+			expr = col.Expr + " AS " + quoteIdent(n)
+		}
+		if !contains(l1, expr) {
+			l1 = append(l1, expr)
+		}
+	}
+	for _, n := range used {
+		if c.src.Columns[n].Layer == 1 {
+			addCol(n)
+		}
+	}
+	if need >= 2 {
+		addCol("identifier")
+	}
+	// Pre-filters on raw columns only: the same rows of one event_id are identical.
+	var pre []string
+	if tf := c.m.TimeField; tf != catalog.NoTimeField && c.p.Window.Kind != catalog.Lifetime && c.src.Columns[tf].Expr == "" {
+		pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", quoteIdent(tf), c.bind(c.p.WindowStart), quoteIdent(tf), c.bind(c.p.WindowEnd)))
+	}
+	if cond, ok := c.m.Where["type"]; ok {
+		s, _ := c.condition("type", cond)
+		pre = append(pre, s)
+	}
+	inner := "SELECT " + strings.Join(l1, ", ") + " FROM events"
+	if len(pre) > 0 {
+		inner += " WHERE " + strings.Join(pre, " AND ")
+	}
+	inner += " LIMIT 1 BY event_id"
+	if need == 1 {
+		return "(" + inner + ")"
+	}
+	names := make([]string, 0, len(l1))
+	for _, n := range used {
+		if c.src.Columns[n].Layer == 1 {
+			names = append(names, quoteIdent(n))
+		}
+	}
+	if !contains(names, quoteIdent("identifier")) {
+		names = append(names, quoteIdent("identifier"))
+	}
+	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL) USING identifier",
+		strings.Join(names, ", "), c.src.Columns["customer"].Expr, inner)
+	if need == 2 {
+		return "(" + l2 + ")"
+	}
+	return fmt.Sprintf("(SELECT * FROM (%s) ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '') USING customer)", l2)
+}
+
+// condition compiles one where entry with bound values.
+func (c *compiler) condition(name string, cond catalog.Condition) (string, error) {
+	col := c.src.Columns[name]
+	ref := c.ref(name)
+	vals := make([]string, len(cond.Values))
+	for i, v := range cond.Values {
+		b, err := c.value(col.Kind, v)
+		if err != nil {
+			return "", fmt.Errorf("where.%s: %w", name, err)
+		}
+		vals[i] = b
+	}
+	switch cond.Op {
+	case "eq":
+		return ref + " = " + vals[0], nil
+	case "ne":
+		return ref + " != " + vals[0], nil
+	case "in":
+		return ref + " IN (" + strings.Join(vals, ", ") + ")", nil
+	case "not_in":
+		return ref + " NOT IN (" + strings.Join(vals, ", ") + ")", nil
+	case "gt":
+		return ref + " > " + vals[0], nil
+	case "gte":
+		return ref + " >= " + vals[0], nil
+	case "lt":
+		return ref + " < " + vals[0], nil
+	case "lte":
+		return ref + " <= " + vals[0], nil
+	}
+	return "", fmt.Errorf("unknown operator %q", cond.Op)
+}
+
+func (c *compiler) value(kind catalog.ColumnKind, v string) (string, error) {
+	switch kind {
+	case catalog.Number:
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return "", fmt.Errorf("%q is not a number", v)
+		}
+		return c.bind(f), nil
+	case catalog.Time:
+		switch v {
+		case "$window_start":
+			return c.bind(c.p.WindowStart), nil
+		case "$window_end":
+			return c.bind(c.p.WindowEnd), nil
+		case "$never":
+			return c.bind(never), nil
+		}
+		t, err := time.Parse("2006-01-02 15:04:05", v)
+		if err != nil {
+			return "", fmt.Errorf("%q is not a time", v)
+		}
+		return c.bind(t), nil
+	}
+	return c.bind(v), nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,397 @@
+package transform
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/store"
+)
+
+// Resolver keeps the identity graph: every identity key (crm:<id>,
+// email:<hmac>, anon:<id>) belongs to one customer, and keys seen together on
+// one event belong to the same customer, transitively. A visit's anonymous id,
+// the email of the form it later filled, and the CRM contact with that email
+// are one customer.
+//
+// The canonical customer id of a group is its smallest CRM key, else its
+// smallest email key, else its smallest anonymous key — the same whatever
+// order events arrive in. Resolution is incremental: each Update reads only
+// events ingested since the last one (with an overlap, since several ingest
+// processes write concurrently), and rewrites only the groups that changed.
+type Resolver struct {
+	conn store.Conn
+	log  *slog.Logger
+
+	parent  map[string]string   // union-find forest
+	members map[string][]string // root → every key of its group
+	stored  map[string]string   // key → customer_id as last written to identity_map
+
+	watermark time.Time // ingested_at up to which events were read
+	loaded    bool
+	// Overlap re-reads events ingested this long before the watermark.
+	Overlap time.Duration
+	// FullRebuildAbove: when more customers than this changed, the customers
+	// table is recomputed whole instead of by id list.
+	FullRebuildAbove int
+}
+
+// NewResolver returns a resolver over conn; call Update to bring it up to date.
+func NewResolver(conn store.Conn, logger *slog.Logger) *Resolver {
+	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{},
+		Overlap: 5 * time.Minute, FullRebuildAbove: 5000}
+}
+
+// rank orders key kinds for the canonical id: CRM first, then email, then anonymous.
+func rank(key string) int {
+	switch {
+	case strings.HasPrefix(key, "crm:"):
+		return 0
+	case strings.HasPrefix(key, "email:"):
+		return 1
+	}
+	return 2
+}
+
+func less(a, b string) bool {
+	if ra, rb := rank(a), rank(b); ra != rb {
+		return ra < rb
+	}
+	return a < b
+}
+
+func (r *Resolver) find(k string) string {
+	p, ok := r.parent[k]
+	if !ok {
+		r.parent[k] = k
+		r.members[k] = []string{k}
+		return k
+	}
+	for p != k {
+		gp := r.parent[p]
+		r.parent[k] = gp
+		k, p = p, gp
+	}
+	return k
+}
+
+// union joins the groups of a and b and returns the new root.
+func (r *Resolver) union(a, b string) string {
+	ra, rb := r.find(a), r.find(b)
+	if ra == rb {
+		return ra
+	}
+	if len(r.members[ra]) < len(r.members[rb]) {
+		ra, rb = rb, ra
+	}
+	r.parent[rb] = ra
+	r.members[ra] = append(r.members[ra], r.members[rb]...)
+	delete(r.members, rb)
+	return ra
+}
+
+func (r *Resolver) canonical(root string) string {
+	best := ""
+	for _, m := range r.members[root] {
+		if best == "" || less(m, best) {
+			best = m
+		}
+	}
+	return best
+}
+
+// load reads identity_map and the watermark: the state a restart resumes from.
+func (r *Resolver) load(ctx context.Context) error {
+	rows, err := r.conn.Query(ctx, "SELECT identifier, customer_id FROM identity_map FINAL")
+	if err != nil {
+		return fmt.Errorf("load identity_map: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, cust string
+		if err := rows.Scan(&id, &cust); err != nil {
+			return fmt.Errorf("load identity_map: %w", err)
+		}
+		r.union(cust, id)
+		r.stored[id] = cust
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("load identity_map: %w", err)
+	}
+	var wm string
+	err = r.conn.QueryRow(ctx, "SELECT argMax(value, updated_at) FROM transform_state WHERE key = 'identity_watermark'").Scan(&wm)
+	if err != nil {
+		return fmt.Errorf("load identity watermark: %w", err)
+	}
+	if wm != "" {
+		if r.watermark, err = time.Parse(time.RFC3339, wm); err != nil {
+			return fmt.Errorf("identity watermark %q: %w", wm, err)
+		}
+	}
+	r.loaded = true
+	return nil
+}
+
+// UpdateStats says what one Update did.
+type UpdateStats struct {
+	Keys       int // identity keys read from new events
+	Changed    int // keys whose customer changed (or are new)
+	Customers  int // customers recomputed
+	Merged     int // customers merged into another
+	FullRebuld bool
+}
+
+// Update reads events ingested since the last update, links their keys,
+// writes changed mappings to identity_map and recomputes the customers
+// whose data changed.
+func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
+	var st UpdateStats
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(querySettings))
+	if !r.loaded {
+		if err := r.load(ctx); err != nil {
+			return st, err
+		}
+	}
+	var upper time.Time
+	if err := r.conn.QueryRow(ctx, "SELECT max(ingested_at) FROM events").Scan(&upper); err != nil {
+		return st, fmt.Errorf("identity: read newest ingested_at: %w", err)
+	}
+	upper = upper.UTC()
+	if !upper.After(r.watermark) && r.watermark.Unix() > 0 {
+		return st, nil
+	}
+	from := r.watermark.Add(-r.Overlap)
+	if r.watermark.Unix() <= 0 {
+		from = time.Unix(0, 0).UTC()
+	}
+	rows, err := r.conn.Query(ctx, `SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM events
+WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
+	if err != nil {
+		return st, fmt.Errorf("identity: read keys of new events: %w", err)
+	}
+	touched := map[string]bool{} // roots of groups with new keys or links
+	for rows.Next() {
+		var crm, email, anon string
+		if err := rows.Scan(&crm, &email, &anon); err != nil {
+			rows.Close()
+			return st, fmt.Errorf("identity: %w", err)
+		}
+		keys := identityKeys(crm, email, anon)
+		st.Keys += len(keys)
+		for i, k := range keys {
+			root := r.find(k)
+			if i > 0 {
+				root = r.union(keys[0], k)
+			}
+			touched[root] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("identity: %w", err)
+	}
+
+	// Roots may have been merged away since they were marked: keep live roots.
+	changedCustomers := map[string]bool{}
+	var mapIDs, mapCust []string
+	var tombstones [][2]string // old customer id, survivor
+	for root := range touched {
+		root = r.find(root)
+		canon := r.canonical(root)
+		if changedCustomers[canon] {
+			continue
+		}
+		changedCustomers[canon] = true
+		for _, m := range r.members[root] {
+			old, ok := r.stored[m]
+			if ok && old == canon {
+				continue
+			}
+			if ok && old != canon && old == m { // m was a canonical id itself: that customer is merged
+				tombstones = append(tombstones, [2]string{old, canon})
+			}
+			mapIDs = append(mapIDs, m)
+			mapCust = append(mapCust, canon)
+		}
+	}
+	st.Changed = len(mapIDs)
+	st.Merged = len(tombstones)
+	now := time.Now().UTC()
+	if err := r.writeMap(ctx, mapIDs, mapCust, now); err != nil {
+		return st, err
+	}
+	for i, id := range mapIDs {
+		r.stored[id] = mapCust[i]
+	}
+	ids := make([]string, 0, len(changedCustomers))
+	for c := range changedCustomers {
+		ids = append(ids, c)
+	}
+	st.Customers = len(ids)
+	st.FullRebuld = len(ids) > r.FullRebuildAbove
+	if err := r.recomputeCustomers(ctx, ids, st.FullRebuld, now); err != nil {
+		return st, err
+	}
+	if err := r.writeTombstones(ctx, tombstones, now); err != nil {
+		return st, err
+	}
+	if err := r.saveWatermark(ctx, upper, now); err != nil {
+		return st, err
+	}
+	r.watermark = upper
+	if r.log != nil && (st.Changed > 0 || st.Customers > 0) {
+		r.log.Info("identity graph updated", "keys_read", st.Keys, "mappings_written", st.Changed, "customers_recomputed", st.Customers,
+			"customers_merged", st.Merged, "full_rebuild", st.FullRebuld, "watermark", upper.Format(time.RFC3339))
+	}
+	return st, nil
+}
+
+// identityKeys returns an event's keys; system identities of spend events
+// (anonymous_id "system:…") identify no one.
+func identityKeys(crm, email, anon string) []string {
+	var keys []string
+	if crm != "" {
+		keys = append(keys, "crm:"+crm)
+	}
+	if email != "" {
+		keys = append(keys, "email:"+email)
+	}
+	if anon != "" && !strings.HasPrefix(anon, "system:") {
+		keys = append(keys, "anon:"+anon)
+	}
+	return keys
+}
+
+func (r *Resolver) writeMap(ctx context.Context, ids, cust []string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO identity_map (identifier, customer_id, updated_at)")
+	if err != nil {
+		return fmt.Errorf("write identity_map: %w", err)
+	}
+	times := make([]time.Time, len(ids))
+	for i := range times {
+		times[i] = now
+	}
+	for i, col := range []any{ids, cust, times} {
+		if err := batch.Column(i).Append(col); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("write identity_map: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write %d rows to identity_map: %w", len(ids), err)
+	}
+	return nil
+}
+
+func (r *Resolver) writeTombstones(ctx context.Context, ts [][2]string, now time.Time) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO customers (customer_id, merged_into, updated_at)")
+	if err != nil {
+		return fmt.Errorf("write merged customers: %w", err)
+	}
+	for _, t := range ts {
+		if err := batch.Append(t[0], t[1], now); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("write merged customers: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write %d merged customers: %w", len(ts), err)
+	}
+	return nil
+}
+
+func (r *Resolver) saveWatermark(ctx context.Context, wm, now time.Time) error {
+	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO transform_state (key, value, updated_at)")
+	if err != nil {
+		return fmt.Errorf("save identity watermark: %w", err)
+	}
+	if err := batch.Append("identity_watermark", wm.Format(time.RFC3339), now); err != nil {
+		_ = batch.Abort()
+		return fmt.Errorf("save identity watermark: %w", err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("save identity watermark: %w", err)
+	}
+	return nil
+}
+
+// customersSQL computes the 360 of every customer whose key is in the
+// identity map, from all of the customer's events, each counted once.
+const customersSQL = `INSERT INTO customers (customer_id, crm_contact_id, acquisition_channel, acquisition_campaign, segment, country,
+  stage, orders, revenue, channels_count, is_crm, churned, first_seen, last_seen, first_order_at, last_order_at,
+  reached_lead_at, reached_mql_at, reached_sql_at, reached_opportunity_at, reached_customer_at, won_at,
+  subscribed_at, churned_at, channels, campaigns, order_channels, merged_into, updated_at)
+SELECT
+  customer,
+  argMinIf(crm_contact_id, occurred_at, crm_contact_id != ''),
+  argMinIf(channel, occurred_at, channel != ''),
+  argMinIf(campaign_id, occurred_at, campaign_id != ''),
+  argMaxIf(segment, occurred_at, segment != ''),
+  argMaxIf(country, occurred_at, country != ''),
+  arrayElement(['', 'lead', 'mql', 'sql', 'opportunity', 'customer'], toUInt8(max(stage_rank)) + 1),
+  toUInt32(uniqExactIf(entity_id, type = 'order.placed')),
+  sumIf(amount, type = 'order.placed') - sumIf(amount, type = 'order.refunded'),
+  toUInt32(uniqExactIf(touch_channel, touch_channel != '')),
+  toUInt8(max(crm_contact_id != '')),
+  toUInt8(maxIf(occurred_at, type = 'subscription.cancelled') > maxIf(occurred_at, type = 'subscription.started') AND countIf(type = 'subscription.started') > 0),
+  min(occurred_at),
+  max(occurred_at),
+  if(countIf(type = 'order.placed') > 0, minIf(occurred_at, type = 'order.placed'), toDateTime(?)),
+  if(countIf(type = 'order.placed') > 0, maxIf(occurred_at, type = 'order.placed'), toDateTime(?)),
+  if(countIf(stage_rank >= 1) > 0, minIf(occurred_at, stage_rank >= 1), toDateTime(?)),
+  if(countIf(stage_rank >= 2) > 0, minIf(occurred_at, stage_rank >= 2), toDateTime(?)),
+  if(countIf(stage_rank >= 3) > 0, minIf(occurred_at, stage_rank >= 3), toDateTime(?)),
+  if(countIf(stage_rank >= 4) > 0, minIf(occurred_at, stage_rank >= 4), toDateTime(?)),
+  if(countIf(stage_rank >= 5) > 0, minIf(occurred_at, stage_rank >= 5), toDateTime(?)),
+  if(countIf(type = 'opportunity.closed' AND outcome = 'won') > 0, minIf(occurred_at, type = 'opportunity.closed' AND outcome = 'won'), toDateTime(?)),
+  if(countIf(type = 'subscription.started') > 0, minIf(occurred_at, type = 'subscription.started'), toDateTime(?)),
+  if(countIf(type = 'subscription.started') > 0 AND maxIf(occurred_at, type = 'subscription.cancelled') > maxIf(occurred_at, type = 'subscription.started'),
+     maxIf(occurred_at, type = 'subscription.cancelled'), toDateTime(?)),
+  groupUniqArrayIf(touch_channel, touch_channel != ''),
+  groupUniqArrayIf(campaign_id, campaign_id != ''),
+  groupUniqArrayIf(order_channel, type = 'order.placed' AND order_channel != ''),
+  '',
+  toDateTime(?)
+FROM (
+  SELECT type, occurred_at, crm_contact_id, channel, campaign_id, segment, country, entity_id, amount, outcome, order_channel,
+    multiIf(type != 'lead.stage_changed', 0, stage = 'lead', 1, stage = 'mql', 2, stage = 'sql', 3, stage = 'opportunity', 4, stage = 'customer', 5, 0) AS stage_rank,
+    ` + catalog.TouchChannelExpr + ` AS touch_channel,
+    customer
+  FROM (
+    SELECT type, occurred_at, crm_contact_id, channel, campaign_id, segment, country, entity_id, amount, outcome, order_channel, stage,
+      ` + catalog.IdentifierExpr + ` AS identifier
+    FROM events LIMIT 1 BY event_id
+  ) ANY INNER JOIN (SELECT identifier, customer_id AS customer FROM identity_map FINAL %s) USING identifier
+)
+GROUP BY customer`
+
+func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	args := []any{never, never, never, never, never, never, never, never, never, never, now}
+	filter := ""
+	if !full {
+		ph := make([]string, len(ids))
+		for i, id := range ids {
+			ph[i] = "?"
+			args = append(args, id)
+		}
+		filter = "WHERE customer_id IN (" + strings.Join(ph, ", ") + ")"
+	}
+	if err := r.conn.Exec(ctx, fmt.Sprintf(customersSQL, filter), args...); err != nil {
+		return fmt.Errorf("recompute %d customers: %w", len(ids), err)
+	}
+	return nil
+}

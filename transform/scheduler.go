@@ -1,0 +1,245 @@
+package transform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/store"
+)
+
+// Config configures the transform role.
+type Config struct {
+	// CatalogFile is the KPI catalog; empty uses the embedded default.
+	CatalogFile string `yaml:"catalog_file"`
+	// IdentityInterval is how often the identity graph and customers are updated.
+	IdentityInterval time.Duration `yaml:"identity_interval"`
+	// Concurrency is how many KPIs are evaluated at once.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{IdentityInterval: time.Minute, Concurrency: 2}
+}
+
+// Validate names the first wrong field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.IdentityInterval < time.Second {
+		errs = append(errs, fmt.Errorf("transform.identity_interval: must be >= 1s, got %s", c.IdentityInterval))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 32 {
+		errs = append(errs, fmt.Errorf("transform.concurrency: must be between 1 and 32, got %d", c.Concurrency))
+	}
+	return errors.Join(errs...)
+}
+
+// KPIState is what the scheduler knows about one KPI: the latest result and
+// when it last succeeded. The exporter serves it.
+type KPIState struct {
+	KPI          catalog.KPI
+	Last         Result // latest evaluation, successful or not
+	LastSuccess  Result // latest successful evaluation (zero before the first)
+	Errors       int    // failed evaluations since start
+	DroppedTotal int    // series dropped by max_series since start
+}
+
+// Snapshot is an immutable view of every KPI's state.
+type Snapshot struct {
+	Taken time.Time
+	KPIs  []KPIState // catalog order
+}
+
+// Scheduler evaluates every KPI on its refresh interval, stores results in
+// kpi_values and kpi_runs, keeps the latest snapshot in memory, and updates
+// the identity graph first so KPIs see current customers.
+type Scheduler struct {
+	cfg      Config
+	cat      *catalog.Catalog
+	conn     store.Conn
+	resolver *Resolver
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu       sync.Mutex
+	states   map[string]*KPIState
+	next     map[string]time.Time
+	snapshot atomic.Pointer[Snapshot]
+}
+
+// NewScheduler wires a scheduler.
+func NewScheduler(cfg Config, cat *catalog.Catalog, conn store.Conn, logger *slog.Logger) (*Scheduler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Scheduler{cfg: cfg, cat: cat, conn: conn, resolver: NewResolver(conn, logger), log: logger, now: time.Now,
+		states: map[string]*KPIState{}, next: map[string]time.Time{}}
+	for _, k := range cat.KPIs {
+		s.states[k.Name] = &KPIState{KPI: k}
+	}
+	s.publish()
+	return s, nil
+}
+
+// Snapshot returns the latest snapshot; never nil.
+func (s *Scheduler) Snapshot() *Snapshot { return s.snapshot.Load() }
+
+func (s *Scheduler) publish() {
+	snap := &Snapshot{Taken: s.now().UTC()}
+	for _, k := range s.cat.KPIs {
+		snap.KPIs = append(snap.KPIs, *s.states[k.Name])
+	}
+	s.snapshot.Store(snap)
+}
+
+// Run evaluates until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	var lastIdentity time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		now := s.now()
+		if now.Sub(lastIdentity) >= s.cfg.IdentityInterval {
+			start := time.Now()
+			if _, err := s.resolver.Update(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.log.Error("identity update failed; KPIs use the previous customer view, retrying next interval", "err", err)
+			} else {
+				s.log.Debug("identity updated", "took", time.Since(start))
+			}
+			lastIdentity = now
+		}
+		s.RunDue(ctx, now)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// RunDue evaluates the KPIs whose refresh is due at now (all of them the first time).
+func (s *Scheduler) RunDue(ctx context.Context, now time.Time) {
+	var due []catalog.KPI
+	for _, k := range s.cat.Order() {
+		if !now.Before(s.next[k.Name]) {
+			due = append(due, k)
+			s.next[k.Name] = now.Add(time.Duration(k.Refresh))
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	// Simple and ratio KPIs in parallel, then derived ones over their results.
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, k := range due {
+		if k.Type == catalog.TypeDerived {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.evaluate(ctx, k, now)
+		}()
+	}
+	wg.Wait()
+	for _, k := range due {
+		if k.Type == catalog.TypeDerived {
+			s.evaluate(ctx, k, now)
+		}
+	}
+	s.publish()
+}
+
+func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time) {
+	kctx, cancel := context.WithTimeout(ctx, time.Duration(k.Timeout))
+	defer cancel()
+	s.mu.Lock()
+	prior := map[string]Result{}
+	for name, st := range s.states {
+		prior[name] = st.Last
+	}
+	s.mu.Unlock()
+	res := Evaluate(kctx, s.conn, k, now, prior)
+	if res.Err == nil {
+		if err := WriteResult(ctx, s.conn, res); err != nil {
+			res.Err = fmt.Errorf("store result: %w", err)
+		}
+	} else if ctx.Err() == nil {
+		if err := WriteResult(ctx, s.conn, res); err != nil {
+			s.log.Warn("could not record failed KPI run", "kpi", k.Name, "err", err)
+		}
+	}
+	s.mu.Lock()
+	st := s.states[k.Name]
+	st.Last = res
+	if res.Err == nil {
+		st.LastSuccess = res
+	} else {
+		st.Errors++
+	}
+	st.DroppedTotal += res.Dropped
+	s.mu.Unlock()
+	switch {
+	case res.Err != nil && ctx.Err() == nil:
+		s.log.Error("KPI evaluation failed; other KPIs go on, retry at next refresh", "kpi", k.Name, "owner", k.Owner.Team, "timeout", time.Duration(k.Timeout), "err", res.Err)
+	case res.Dropped > 0:
+		s.log.Warn("KPI produced more series than max_series; smallest groups dropped", "kpi", k.Name, "max_series", k.MaxSeries, "dropped", res.Dropped)
+	default:
+		s.log.Debug("KPI evaluated", "kpi", k.Name, "series", len(res.Series), "took", res.Duration)
+	}
+}
+
+// WriteResult appends a result to kpi_values (its series) and kpi_runs.
+func WriteResult(ctx context.Context, conn store.Conn, r Result) error {
+	if r.Err == nil && len(r.Series) > 0 {
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_values (kpi, dimension, dimension_value, value, numerator, denominator, window, window_start, window_end, computed_at)")
+		if err != nil {
+			return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
+		}
+		for _, s := range r.Series {
+			if err := batch.Append(r.KPI, s.Dimension, s.Value, s.Result, s.Numerator, s.Denominator, r.Window, r.WindowStart, r.WindowEnd, r.ComputedAt); err != nil {
+				_ = batch.Abort()
+				return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
+		}
+	}
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_runs (kpi, computed_at, duration_ms, ok, error, series, dropped)")
+	if err != nil {
+		return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
+	}
+	ok, msg := uint8(1), ""
+	if r.Err != nil {
+		ok, msg = 0, r.Err.Error()
+	}
+	if err := batch.Append(r.KPI, r.ComputedAt, uint32(r.Duration.Milliseconds()), ok, msg, uint32(len(r.Series)), uint32(r.Dropped)); err != nil {
+		_ = batch.Abort()
+		return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
+	}
+	return nil
+}
+
+// LoadCatalog loads the configured catalog, or the embedded default.
+func LoadCatalog(cfg Config) (*catalog.Catalog, error) {
+	if cfg.CatalogFile == "" {
+		return catalog.Default()
+	}
+	return catalog.Load(cfg.CatalogFile)
+}
