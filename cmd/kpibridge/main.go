@@ -43,6 +43,12 @@ type app struct {
 // action is what a subcommand runs once flags are parsed.
 type action func(ctx context.Context) error
 
+// registered is one subcommand of a command group (kpis list, kpis query, …).
+type registered struct {
+	name string
+	run  action
+}
+
 // exit carries kingpin's requested exit code (after --help or --version) out of Parse.
 type exit int
 
@@ -68,6 +74,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	k.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&a.logFormat, "logfmt", "json")
 
 	actions := map[string]action{}
+	for _, register := range []func(*kingpin.Application, *app) []registered{
+		registerKPIs,
+		registerCustomer,
+	} {
+		for _, r := range register(k, a) {
+			actions[r.name] = r.run
+		}
+	}
 	for _, register := range []func(*kingpin.Application, *app) (string, action){
 		registerBroker,
 		registerMigrate,
