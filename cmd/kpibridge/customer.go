@@ -69,4 +69,3 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 		return w.Flush()
 	}}}
 }
-

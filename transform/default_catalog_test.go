@@ -10,7 +10,7 @@ import (
 	"github.com/kpibridge/kpibridge/store"
 )
 
-func TestSmokeAllDefaultKPIsRun(t *testing.T) {
+func TestEveryDefaultKPIRunsOnClickHouse(t *testing.T) {
 	target := testenv.ClickHouse(t)
 	ctx := context.Background()
 	if _, err := store.Migrate(ctx, target, nil); err != nil {
