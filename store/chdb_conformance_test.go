@@ -11,12 +11,16 @@ package store_test
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chdb-io/chdb-go/chdb"
 
+	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/store"
+	"github.com/kpibridge/kpibridge/transform"
 )
 
 func chdbQuery(t *testing.T, s *chdb.Session, sql string) string {
@@ -58,7 +62,7 @@ func TestChDBConformance(t *testing.T) {
 			})
 		}
 	}
-	for _, table := range []string{"events", "dead_letters"} {
+	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs"} {
 		if got := chdbQuery(t, s, "SELECT count() FROM system.tables WHERE database = 'conformance' AND name = '"+table+"'"); got != "1" {
 			t.Errorf("table %s not created on current ClickHouse", table)
 		}
@@ -74,6 +78,74 @@ func TestChDBConformance(t *testing.T) {
 	for _, q := range conformanceQueries {
 		chdbQuery(t, s, q)
 	}
+	// Every query the default KPI catalog compiles to, total and per dimension.
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 31, 12, 0, 0, 0, time.UTC)
+	n := 0
+	for _, k := range cat.KPIs {
+		for _, m := range []*catalog.Measure{k.Measure, k.Numerator, k.Denominator} {
+			if m == nil {
+				continue
+			}
+			for _, d := range append([]string{""}, k.Dimensions...) {
+				q, err := transform.Compile(m, d, transform.NewParams(k.Window, now))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sql := inline(t, q)
+				if res, err := s.Query(sql, "TSV"); err != nil {
+					t.Errorf("kpi %s by %q fails on current ClickHouse: %v\n%s", k.Name, d, err, sql)
+				} else {
+					if err := res.Error(); err != nil {
+						t.Errorf("kpi %s by %q fails on current ClickHouse: %v\n%s", k.Name, d, err, sql)
+					}
+					res.Free()
+				}
+				n++
+			}
+		}
+	}
+	t.Logf("%d KPI queries ran on current ClickHouse", n)
+	for _, q := range []transform.Query{transform.CustomersQuery(nil, true, now), transform.CustomersQuery([]string{"crm:1", "anon:x"}, false, now)} {
+		chdbQuery(t, s, inline(t, q))
+	}
+}
+
+// inline writes bound arguments into the SQL as literals (chDB takes no
+// parameters); test only: the values come from the test, not from users.
+func inline(t *testing.T, q transform.Query) string {
+	t.Helper()
+	var b strings.Builder
+	args := q.Args
+	for _, r := range q.SQL {
+		if r != '?' {
+			b.WriteRune(r)
+			continue
+		}
+		if len(args) == 0 {
+			t.Fatalf("more placeholders than arguments in\n%s", q.SQL)
+		}
+		switch v := args[0].(type) {
+		case string:
+			b.WriteString("'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'")
+		case float64:
+			b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+		case int64:
+			b.WriteString(strconv.FormatInt(v, 10))
+		case time.Time:
+			b.WriteString("toDateTime('" + v.UTC().Format("2006-01-02 15:04:05") + "', 'UTC')")
+		default:
+			t.Fatalf("inline: unsupported argument %T", v)
+		}
+		args = args[1:]
+	}
+	if len(args) != 0 {
+		t.Fatalf("%d arguments left over for\n%s", len(args), q.SQL)
+	}
+	return b.String()
 }
 
 // conformanceQueries are the read patterns kpibridge documents for analysts;

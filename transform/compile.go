@@ -258,12 +258,12 @@ func (c *compiler) fromEvents(used []string) string {
 	if !contains(names, quoteIdent("identifier")) {
 		names = append(names, quoteIdent("identifier"))
 	}
-	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL) USING identifier",
+	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) AS deduped ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL) AS idmap USING identifier",
 		strings.Join(names, ", "), c.src.Columns["customer"].Expr, inner)
 	if need == 2 {
 		return "(" + l2 + ")"
 	}
-	return fmt.Sprintf("(SELECT * FROM (%s) ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '') USING customer)", l2)
+	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '') AS attrs USING customer)", l2)
 }
 
 // condition compiles one where entry with bound values.

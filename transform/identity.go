@@ -372,17 +372,16 @@ FROM (
     SELECT type, occurred_at, crm_contact_id, channel, campaign_id, segment, country, entity_id, amount, outcome, order_channel, stage,
       ` + catalog.IdentifierExpr + ` AS identifier
     FROM events LIMIT 1 BY event_id
-  ) ANY INNER JOIN (SELECT identifier, customer_id AS customer FROM identity_map FINAL %s) USING identifier
+  ) AS deduped ANY INNER JOIN (SELECT identifier, customer_id AS customer FROM identity_map FINAL %s) AS idmap USING identifier
 )
 GROUP BY customer`
 
-func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
-	if len(ids) == 0 {
-		return nil
-	}
+// CustomersQuery is the INSERT … SELECT that recomputes the 360 of the given
+// customers, or of every customer when all is true.
+func CustomersQuery(ids []string, all bool, now time.Time) Query {
 	args := []any{never, never, never, never, never, never, never, never, never, never, now}
 	filter := ""
-	if !full {
+	if !all {
 		ph := make([]string, len(ids))
 		for i, id := range ids {
 			ph[i] = "?"
@@ -390,7 +389,15 @@ func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bo
 		}
 		filter = "WHERE customer_id IN (" + strings.Join(ph, ", ") + ")"
 	}
-	if err := r.conn.Exec(ctx, fmt.Sprintf(customersSQL, filter), args...); err != nil {
+	return Query{SQL: fmt.Sprintf(customersSQL, filter), Args: args}
+}
+
+func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	q := CustomersQuery(ids, full, now)
+	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 		return fmt.Errorf("recompute %d customers: %w", len(ids), err)
 	}
 	return nil
