@@ -57,6 +57,13 @@ func NewClickHouseWriter(conn store.Conn, maxPayloadBytes int) *ClickHouseWriter
 	return &ClickHouseWriter{conn: conn, maxPayloadBytes: maxPayloadBytes, now: time.Now}
 }
 
+// WithClock sets the clock that stamps ingested_at, failed_at and seen_at;
+// tests use it to place a fixture in time.
+func (w *ClickHouseWriter) WithClock(now func() time.Time) *ClickHouseWriter {
+	w.now = now
+	return w
+}
+
 const insertEvents = `INSERT INTO events (event_id, type, occurred_at, source, crm_contact_id, anonymous_id, email_hash,
  campaign_id, channel, amount, amount_original, currency, entity_id, stage, outcome, order_channel, platform,
  segment, country, vendor, url, referrer, stat_date, impressions, clicks, properties, topic, ` + "`partition`, `offset`" + `, ingested_at)`
