@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -53,7 +54,7 @@ func fmtTarget(f *float64) string {
 	if f == nil {
 		return "—"
 	}
-	return fmt.Sprintf("%g", *f)
+	return strconv.FormatFloat(*f, 'f', -1, 64)
 }
 
 func fmtDuration(d Duration) string {
