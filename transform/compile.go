@@ -119,7 +119,8 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	}
 	// Outer filters: the window, then the where conditions.
 	var conds []string
-	if m.TimeField != catalog.NoTimeField && p.Window.Kind != catalog.Lifetime {
+	// Lifetime windows filter too: [epoch, now] keeps out "never happened" ($never) times.
+	if m.TimeField != catalog.NoTimeField {
 		t := c.ref(m.TimeField)
 		conds = append(conds, fmt.Sprintf("%s >= %s AND %s < %s", t, c.bind(p.WindowStart), t, c.bind(p.WindowEnd)))
 	}
@@ -234,7 +235,7 @@ func (c *compiler) fromEvents(used []string) string {
 	}
 	// Pre-filters on raw columns only: the same rows of one event_id are identical.
 	var pre []string
-	if tf := c.m.TimeField; tf != catalog.NoTimeField && c.p.Window.Kind != catalog.Lifetime && c.src.Columns[tf].Expr == "" {
+	if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
 		pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", quoteIdent(tf), c.bind(c.p.WindowStart), quoteIdent(tf), c.bind(c.p.WindowEnd)))
 	}
 	if cond, ok := c.m.Where["type"]; ok {

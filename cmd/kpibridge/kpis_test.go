@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/internal/testenv"
+	"github.com/kpibridge/kpibridge/store"
+	"github.com/kpibridge/kpibridge/transform"
+)
+
+const fixtureKey = "golden-key-0123456789"
+
+// loadFixture stores the transform golden fixture and resolves identities.
+func loadFixture(t *testing.T) store.Target {
+	t.Helper()
+	target := testenv.ClickHouse(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, target, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dec, err := events.NewDecoder(events.Config{EmailHashKey: []byte(fixtureKey), ReportingCurrency: "EUR", Rates: map[string]float64{"USD": 0.5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []ingest.Row
+	for _, name := range []string{"events.ndjson", "late.ndjson"} {
+		f, err := os.Open(filepath.Join("..", "..", "transform", "testdata", "golden", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			ev, err := dec.Decode(sc.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, ingest.Row{Event: ev, Topic: ev.Type.Topic()})
+		}
+		f.Close()
+	}
+	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := transform.NewResolver(conn, nil).Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+func TestKPIsQueryByDimension(t *testing.T) {
+	target := loadFixture(t)
+	env := map[string]string{"KPIBRIDGE_CLICKHOUSE_DSN": target.DSN}
+	code, out, errOut := runCLI(t, env, "kpis", "query", "cac", "--by", "channel", "--window", "lifetime", "--format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var res struct {
+		KPI    string
+		Window string
+		Series []struct {
+			Dimension, Value string
+			Result           float64
+			Denominator      *float64
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got := map[string]float64{}
+	for _, s := range res.Series {
+		got[s.Value] = s.Result
+		if s.Denominator == nil {
+			t.Errorf("ratio series %s has no denominator in JSON", s.Value)
+		}
+	}
+	// Lifetime spend 280 over 3 first-time buyers; paid_search 140 / Alice; paid_social 80 / Bob;
+	// Carol has no campaign touch (unknown, no spend); display spent but won nobody: no value.
+	want := map[string]float64{"": 280.0 / 3, "paid_search": 140, "paid_social": 80, "unknown": 0}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("cac[%q] = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
+	if _, ok := got["display"]; ok || res.Window != "lifetime" {
+		t.Errorf("display has a value or window %q: %s", res.Window, out)
+	}
+
+	code, out, _ = runCLI(t, env, "kpis", "query", "revenue", "--window", "lifetime")
+	if code != 0 || !strings.Contains(out, "(total)") || !strings.Contains(out, "590.0000") {
+		t.Errorf("table output (exit %d):\n%s", code, out)
+	}
+	code, _, errOut = runCLI(t, env, "kpis", "query", "revenue", "--by", "planet")
+	if code != 1 || !strings.Contains(errOut, "no dimensions") {
+		t.Errorf("--by an unknown dimension: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, env, "kpis", "query", "nope")
+	if code != 1 || !strings.Contains(errOut, `no KPI named "nope"`) {
+		t.Errorf("unknown KPI: exit %d, %s", code, errOut)
+	}
+}
+
+func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
+	target := loadFixture(t)
+	env := map[string]string{"KPIBRIDGE_CLICKHOUSE_DSN": target.DSN, "KPIBRIDGE_EMAIL_HASH_KEY": fixtureKey}
+	for _, id := range []string{" Alice@Example.com", "a1", "crm:C1"} {
+		code, out, errOut := runCLI(t, env, "customer", id, "--format", "json")
+		if code != 0 {
+			t.Fatalf("customer %q: exit %d: %s", id, code, errOut)
+		}
+		var c transform.Customer
+		if err := json.Unmarshal([]byte(out), &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.CustomerID != "crm:C1" || len(c.Keys) != 3 || c.Orders != 2 || c.Revenue != 150 || c.AcquisitionChannel != "paid_search" || c.Stage != "opportunity" {
+			t.Errorf("customer %q: %+v", id, c)
+		}
+		if len(c.Timeline) != 14 || c.Timeline[0].OccurredAt.After(c.Timeline[len(c.Timeline)-1].OccurredAt) {
+			t.Errorf("customer %q timeline has %d events (want 14, oldest first)", id, len(c.Timeline))
+		}
+		if strings.Contains(out, "alice@example.com") {
+			t.Errorf("raw email in output")
+		}
+	}
+	code, _, errOut := runCLI(t, env, "customer", "nobody@example.com")
+	if code != 1 || !strings.Contains(errOut, "no such customer") || strings.Contains(errOut, "nobody@") {
+		t.Errorf("unknown customer: exit %d, %s", code, errOut)
+	}
+}
+
+func TestKPIsListAndCheck(t *testing.T) {
+	code, out, _ := runCLI(t, nil, "kpis", "list")
+	if code != 0 || !strings.Contains(out, "martech_spend_share") || !strings.Contains(out, "3.24") {
+		t.Errorf("kpis list: exit %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, nil, "kpis", "check", filepath.Join("..", "..", "catalog", "testdata", "good_full.yaml"))
+	if code != 0 || !strings.Contains(out, "3 KPIs, valid") {
+		t.Errorf("kpis check good: exit %d %s", code, out)
+	}
+	code, _, errOut := runCLI(t, nil, "kpis", "check", filepath.Join("..", "..", "catalog", "testdata", "bad_derived_missing.yaml"))
+	if code != 1 || !strings.Contains(errOut, "bad_derived_missing.yaml:13: kpi roi") {
+		t.Errorf("kpis check bad: exit %d %s", code, errOut)
+	}
+}
+
