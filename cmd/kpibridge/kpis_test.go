@@ -154,4 +154,3 @@ func TestKPIsListAndCheck(t *testing.T) {
 		t.Errorf("kpis check bad: exit %d %s", code, errOut)
 	}
 }
-
