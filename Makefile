@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/kpibridge
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+LDFLAGS := -X main.buildVersion=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: all build deps test test-go bench fuzz vet demo clickhouse-start clickhouse-stop clean

@@ -30,6 +30,19 @@ type Config struct {
 	Broker     Broker           `yaml:"broker"`
 	Ingest     ingest.Config    `yaml:"ingest"`
 	Transform  transform.Config `yaml:"transform"`
+	Export     Export           `yaml:"export"`
+}
+
+// Export configures the export role.
+type Export struct {
+	// StaleAfterRefreshes: a KPI whose last success is older than this many
+	// refresh intervals loses its value series; its age stays visible.
+	StaleAfterRefreshes int `yaml:"stale_after_refreshes"`
+	// PollInterval is how often export, running without transform, reads the
+	// latest KPI values from ClickHouse.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// DocsURL, when set, links each KPI on the landing page to its definition (URL#name).
+	DocsURL string `yaml:"docs_url"`
 }
 
 // Kafka says where the event streams are.
@@ -90,6 +103,7 @@ func Default() Config {
 		Broker:    Broker{Listen: "127.0.0.1:9092", Partitions: 6},
 		Ingest:    ingest.Default(),
 		Transform: transform.DefaultConfig(),
+		Export:    Export{StaleAfterRefreshes: 3, PollInterval: 15 * time.Second},
 	}
 }
 
@@ -204,6 +218,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Transform.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Export.StaleAfterRefreshes < 1 {
+		errs = append(errs, fmt.Errorf("export.stale_after_refreshes: must be >= 1, got %d", c.Export.StaleAfterRefreshes))
+	}
+	if c.Export.PollInterval < time.Second {
+		errs = append(errs, fmt.Errorf("export.poll_interval: must be >= 1s, got %s", c.Export.PollInterval))
 	}
 	return errors.Join(errs...)
 }

@@ -13,9 +13,14 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/exporter"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
@@ -25,7 +30,7 @@ import (
 var Roles = []string{"ingest", "transform", "export"}
 
 // available are the roles this build can run.
-var available = []string{"ingest", "transform"}
+var available = []string{"ingest", "transform", "export"}
 
 // ParseRoles turns "ingest,export" into a role list; empty means every available role.
 func ParseRoles(s string) ([]string, error) {
@@ -49,30 +54,66 @@ func ParseRoles(s string) ([]string, error) {
 
 // Options are what Run needs besides the configuration.
 type Options struct {
-	Roles    []string
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Getenv   func(string) string
+	Roles   []string
+	Logger  *slog.Logger
+	Getenv  func(string) string
+	Version string
+	// Web is where /metrics and the landing page are served
+	// (exporter-toolkit flags); nil serves nothing.
+	Web *web.FlagConfig
 }
 
-// Run runs the roles until ctx ends or one of them fails.
+// process is what the roles of one process share.
+type process struct {
+	cfg       config.Config
+	opts      Options
+	reg       *prometheus.Registry
+	scheduler *transform.Scheduler // set when transform runs here
+	catalog   *catalog.Catalog
+	snapshots exporter.SnapshotSource
+	conns     []store.Conn
+}
+
+// Run runs the roles, and the HTTP server for their metrics, until ctx ends
+// or one of them fails.
 func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
-	errs := make([]error, len(opts.Roles))
-	for i, role := range opts.Roles {
-		runRole, err := build(ctx, role, cfg, opts)
+	p := &process{cfg: cfg, opts: opts, reg: prometheus.NewRegistry()}
+	p.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("kpibridge"))
+	defer func() {
+		for _, c := range p.conns {
+			c.Close()
+		}
+	}()
+	type task struct {
+		name string
+		run  func(context.Context) error
+	}
+	var tasks []task
+	// Transform before export, so export serves the scheduler's snapshot in process.
+	for _, role := range Roles {
+		if !slices.Contains(opts.Roles, role) {
+			continue
+		}
+		run, err := p.build(ctx, role)
 		if err != nil {
-			cancel(err)
-			wg.Wait()
 			return fmt.Errorf("start %s: %w", role, err)
 		}
+		tasks = append(tasks, task{role, run})
+	}
+	if opts.Web != nil {
+		tasks = append(tasks, task{"web", p.serve})
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(tasks))
+	for i, t := range tasks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := runRole(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", role, err)
+			if err := t.run(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", t.name, err)
 				cancel(errs[i])
 			}
 		}()
@@ -81,14 +122,48 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	return errors.Join(errs...)
 }
 
-func build(ctx context.Context, role string, cfg config.Config, opts Options) (func(context.Context) error, error) {
+func (p *process) build(ctx context.Context, role string) (func(context.Context) error, error) {
 	switch role {
 	case "ingest":
-		return buildIngest(ctx, cfg, opts)
+		return buildIngest(ctx, p)
 	case "transform":
-		return buildTransform(ctx, cfg, opts)
+		return buildTransform(ctx, p)
+	case "export":
+		return buildExport(ctx, p)
 	}
 	return nil, fmt.Errorf("role %q is not built yet", role)
+}
+
+// serve runs the HTTP server: /metrics with every role's metrics, the landing page, health.
+func (p *process) serve(ctx context.Context) error {
+	log := p.opts.Logger.With("role", "web")
+	h := exporter.NewHandler(exporter.HandlerOptions{
+		Gatherer: p.reg, Catalog: p.catalog, Snapshots: p.snapshots, Ready: p.ready, Roles: p.opts.Roles,
+		Version: p.opts.Version, Staleness: p.cfg.Export.StaleAfterRefreshes, DocsURL: p.cfg.Export.DocsURL, Logger: log,
+	})
+	return exporter.Serve(ctx, h, p.opts.Web, log)
+}
+
+// ready: ClickHouse answers and, with the export role, a first snapshot exists.
+func (p *process) ready(ctx context.Context) error {
+	for _, c := range p.conns {
+		if err := c.Ping(ctx); err != nil {
+			return fmt.Errorf("ClickHouse does not answer: %w", err)
+		}
+	}
+	if p.snapshots != nil {
+		snap := p.snapshots.Snapshot()
+		if snap == nil {
+			return errors.New("no KPI snapshot yet")
+		}
+		for _, st := range snap.KPIs {
+			if !st.Last.ComputedAt.IsZero() {
+				return nil
+			}
+		}
+		return errors.New("no KPI computed yet")
+	}
+	return nil
 }
 
 // Decoder builds the event decoder from the configuration.
@@ -108,9 +183,10 @@ func Decoder(cfg config.Config, getenv func(string) string, logger *slog.Logger)
 	})
 }
 
-func buildIngest(ctx context.Context, cfg config.Config, opts Options) (func(context.Context) error, error) {
-	log := opts.Logger.With("role", "ingest")
-	dec, err := Decoder(cfg, opts.Getenv, log)
+func buildIngest(ctx context.Context, p *process) (func(context.Context) error, error) {
+	cfg := p.cfg
+	log := p.opts.Logger.With("role", "ingest")
+	dec, err := Decoder(cfg, p.opts.Getenv, log)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +202,7 @@ func buildIngest(ctx context.Context, cfg config.Config, opts Options) (func(con
 	}
 	src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, log)
 	in, err := ingest.New(cfg.Ingest, src, ingest.NewClickHouseWriter(conn, cfg.Ingest.DLQ.MaxPayloadBytes), pub, dec,
-		ingest.NewMetrics(opts.Registry, cfg.Kafka.Topics), log)
+		ingest.NewMetrics(p.reg, cfg.Kafka.Topics), log)
 	if err != nil {
 		src.Close()
 		conn.Close()
@@ -135,8 +211,8 @@ func buildIngest(ctx context.Context, cfg config.Config, opts Options) (func(con
 	log.Info("ingest starting", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "topics", strings.Join(cfg.Kafka.Topics, ","),
 		"group", cfg.Ingest.GroupID, "clickhouse", target.Redacted(), "batch_max_rows", cfg.Ingest.Batch.MaxRows,
 		"batch_max_wait", cfg.Ingest.Batch.MaxWait)
+	p.conns = append(p.conns, conn)
 	return func(ctx context.Context) error {
-		defer conn.Close()
 		if dlq != nil {
 			defer dlq.Close()
 		}
@@ -161,8 +237,9 @@ func openStore(ctx context.Context, cfg config.Config) (store.Conn, store.Target
 	return conn, target, nil
 }
 
-func buildTransform(ctx context.Context, cfg config.Config, opts Options) (func(context.Context) error, error) {
-	log := opts.Logger.With("role", "transform")
+func buildTransform(ctx context.Context, p *process) (func(context.Context) error, error) {
+	cfg := p.cfg
+	log := p.opts.Logger.With("role", "transform")
 	cat, err := transform.LoadCatalog(cfg.Transform)
 	if err != nil {
 		return nil, err
@@ -177,10 +254,9 @@ func buildTransform(ctx context.Context, cfg config.Config, opts Options) (func(
 		return nil, err
 	}
 	log.Info("transform starting", "kpis", len(cat.KPIs), "catalog", catalogName(cfg.Transform), "clickhouse", target.Redacted())
-	return func(ctx context.Context) error {
-		defer conn.Close()
-		return s.Run(ctx)
-	}, nil
+	p.conns = append(p.conns, conn)
+	p.scheduler, p.catalog = s, cat
+	return s.Run, nil
 }
 
 func catalogName(c transform.Config) string {
@@ -188,4 +264,32 @@ func catalogName(c transform.Config) string {
 		return "embedded default"
 	}
 	return c.CatalogFile
+}
+
+func buildExport(ctx context.Context, p *process) (func(context.Context) error, error) {
+	cfg := p.cfg
+	log := p.opts.Logger.With("role", "export")
+	if p.opts.Web == nil {
+		return nil, errors.New("the export role needs a listen address (--web.listen-address)")
+	}
+	if p.scheduler != nil {
+		p.snapshots = p.scheduler
+		p.reg.MustRegister(exporter.NewKPICollector(p.catalog, p.scheduler, cfg.Export.StaleAfterRefreshes))
+		log.Info("export starting: serving the transform role's snapshots", "kpis", len(p.catalog.KPIs))
+		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
+	}
+	cat, err := transform.LoadCatalog(cfg.Transform)
+	if err != nil {
+		return nil, err
+	}
+	conn, target, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.conns = append(p.conns, conn)
+	poller := exporter.NewPoller(cat, conn, cfg.Export.PollInterval, log)
+	p.catalog, p.snapshots = cat, poller
+	p.reg.MustRegister(exporter.NewKPICollector(cat, poller, cfg.Export.StaleAfterRefreshes))
+	log.Info("export starting: reading the latest KPI values from ClickHouse", "clickhouse", target.Redacted(), "poll_interval", cfg.Export.PollInterval)
+	return poller.Run, nil
 }

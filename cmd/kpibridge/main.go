@@ -18,8 +18,8 @@ import (
 	"github.com/kpibridge/kpibridge/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// buildVersion is set at build time with -ldflags "-X main.buildVersion=…".
+var buildVersion = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}()
 	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
 	k := kingpin.New("kpibridge", "One shared, trusted set of marketing and IT KPIs: Kafka events → ClickHouse → Prometheus.")
-	k.Version(version)
+	k.Version(buildVersion)
 	k.HelpFlag.Short('h')
 	k.UsageWriter(stdout)
 	k.ErrorWriter(stderr)

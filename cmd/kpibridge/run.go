@@ -4,8 +4,10 @@ import (
 	"context"
 
 	"github.com/alecthomas/kingpin/v2"
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/kpibridge/kpibridge/exporter"
 	"github.com/kpibridge/kpibridge/pipeline"
 )
 
@@ -14,6 +16,7 @@ func registerRun(k *kingpin.Application, a *app) (string, action) {
 	roles := cmd.Flag("role", "Comma-separated roles to run: ingest, transform, export (default: every role).").String()
 	a.addBrokersFlag(cmd)
 	a.addClickHouseFlag(cmd)
+	webFlags := kingpinflag.AddFlags(cmd, exporter.DefaultListenAddress)
 	return cmd.FullCommand(), func(ctx context.Context) error {
 		rs, err := pipeline.ParseRoles(*roles)
 		if err != nil {
@@ -23,6 +26,7 @@ func registerRun(k *kingpin.Application, a *app) (string, action) {
 		if err != nil {
 			return err
 		}
-		return pipeline.Run(ctx, cfg, pipeline.Options{Roles: rs, Logger: a.logger(), Registry: prometheus.NewRegistry(), Getenv: a.getenv})
+		version.Version = buildVersion
+		return pipeline.Run(ctx, cfg, pipeline.Options{Roles: rs, Logger: a.logger(), Getenv: a.getenv, Version: buildVersion, Web: webFlags})
 	}
 }
