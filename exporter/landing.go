@@ -56,6 +56,9 @@ func landingPage(o HandlerOptions) http.Handler {
 		if o.Snapshots != nil {
 			if snap := o.Snapshots.Snapshot(); snap != nil {
 				now := time.Now()
+				if o.Now != nil {
+					now = o.Now()
+				}
 				for _, st := range snap.KPIs {
 					data.KPIs = append(data.KPIs, row(st.KPI, st.LastSuccess.ComputedAt, st.LastSuccess, st.Last.Err, now, o))
 				}

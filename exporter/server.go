@@ -33,7 +33,8 @@ type HandlerOptions struct {
 	Staleness  int
 	DocsURL    string // base of KPI definition links, e.g. a docs/KPIS.md URL
 	Logger     *slog.Logger
-	ScrapeTime time.Duration
+	// Now is the landing page's clock (default time.Now).
+	Now func() time.Time
 }
 
 // NewHandler returns the mux: /metrics, / (landing page), /-/healthy, /-/ready.

@@ -27,6 +27,8 @@ all)
 	need clickhouse-server clickhouse-server
 	need clickhouse-client clickhouse-client
 	need kcat kcat
+	need promtool prometheus
+	need prometheus prometheus
 	need make make
 	need git git
 	need npm npm
