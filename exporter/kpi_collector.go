@@ -33,7 +33,7 @@ type KPICollector struct {
 
 	value, target, warning, numerator, denominator *prometheus.Desc
 	lastSuccess, duration, errors, dropped, age    *prometheus.Desc
-	stale, info                                     *prometheus.Desc
+	stale, info                                    *prometheus.Desc
 }
 
 // NewKPICollector builds the collector for a catalog. A KPI whose last

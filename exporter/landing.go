@@ -39,7 +39,7 @@ small{color:#555}
 
 type landingRow struct {
 	Name, Title, Description, Window, Team, Contact, DocsLink string
-	Value, Target, Status, StatusClass, Freshness            string
+	Value, Target, Status, StatusClass, Freshness             string
 }
 
 func landingPage(o HandlerOptions) http.Handler {

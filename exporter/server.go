@@ -27,12 +27,12 @@ type HandlerOptions struct {
 	Snapshots SnapshotSource
 	// Ready reports whether the process can serve: ClickHouse reachable and a
 	// first snapshot taken.
-	Ready      func(ctx context.Context) error
-	Roles      []string
-	Version    string
-	Staleness  int
-	DocsURL    string // base of KPI definition links, e.g. a docs/KPIS.md URL
-	Logger     *slog.Logger
+	Ready     func(ctx context.Context) error
+	Roles     []string
+	Version   string
+	Staleness int
+	DocsURL   string // base of KPI definition links, e.g. a docs/KPIS.md URL
+	Logger    *slog.Logger
 	// Now is the landing page's clock (default time.Now).
 	Now func() time.Time
 }
