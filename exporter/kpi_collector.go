@@ -89,7 +89,25 @@ func (c *KPICollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	now := c.now()
-	for _, st := range snap.KPIs {
+	stale := c.staleSet(snap, now)
+	c.collectStatic(ch, snap, stale)
+	c.collectDynamic(ch, snap, now, stale)
+}
+
+// staleSet says, per KPI of the snapshot, whether its last success is too old to export.
+func (c *KPICollector) staleSet(snap *transform.Snapshot, now time.Time) []bool {
+	out := make([]bool, len(snap.KPIs))
+	for i, st := range snap.KPIs {
+		if !st.LastSuccess.ComputedAt.IsZero() {
+			out[i] = now.Sub(st.LastSuccess.ComputedAt) > time.Duration(c.staleness)*time.Duration(st.KPI.Refresh)
+		}
+	}
+	return out
+}
+
+// collectStatic emits what changes only with the snapshot (and staleness).
+func (c *KPICollector) collectStatic(ch chan<- prometheus.Metric, snap *transform.Snapshot, stale []bool) {
+	for i, st := range snap.KPIs {
 		k := st.KPI
 		base := []string{k.Name, k.Owner.Team}
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1, k.Name, k.Owner.Team, k.Title, string(k.Unit),
@@ -108,12 +126,9 @@ func (c *KPICollector) Collect(ch chan<- prometheus.Metric) {
 		if st.LastSuccess.ComputedAt.IsZero() {
 			continue // never succeeded: no value, no age
 		}
-		age := now.Sub(st.LastSuccess.ComputedAt).Seconds()
-		stale := now.Sub(st.LastSuccess.ComputedAt) > time.Duration(c.staleness)*time.Duration(k.Refresh)
 		ch <- prometheus.MustNewConstMetric(c.lastSuccess, prometheus.GaugeValue, float64(st.LastSuccess.ComputedAt.Unix()), base...)
-		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age, base...)
-		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, b2f(stale), base...)
-		if stale {
+		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, b2f(stale[i]), base...)
+		if stale[i] {
 			continue // not exported as if fresh
 		}
 		for _, s := range st.LastSuccess.Series {
@@ -124,6 +139,16 @@ func (c *KPICollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(c.denominator, prometheus.GaugeValue, s.Denominator, labels...)
 			}
 		}
+	}
+}
+
+// collectDynamic emits what changes with the clock: the age of each KPI.
+func (c *KPICollector) collectDynamic(ch chan<- prometheus.Metric, snap *transform.Snapshot, now time.Time, _ []bool) {
+	for _, st := range snap.KPIs {
+		if st.LastSuccess.ComputedAt.IsZero() {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, now.Sub(st.LastSuccess.ComputedAt).Seconds(), st.KPI.Name, st.KPI.Owner.Team)
 	}
 }
 

@@ -168,6 +168,13 @@ kpibridge_kpi_warning{kpi="cac",team="marketing"} 800
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
+	// The cached gatherer that /metrics serves gives the same exposition, twice (second from cache).
+	g := exporter.NewCachedGatherer(c)
+	for range 2 {
+		if err := testutil.GatherAndCompare(g, strings.NewReader(want)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func TestStaleKPILosesItsValueButShowsItsAge(t *testing.T) {

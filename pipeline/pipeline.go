@@ -71,6 +71,7 @@ type process struct {
 	scheduler *transform.Scheduler // set when transform runs here
 	catalog   *catalog.Catalog
 	snapshots exporter.SnapshotSource
+	kpis      prometheus.Gatherer // the KPI families, when export runs here
 	conns     []store.Conn
 }
 
@@ -138,10 +139,18 @@ func (p *process) build(ctx context.Context, role string) (func(context.Context)
 func (p *process) serve(ctx context.Context) error {
 	log := p.opts.Logger.With("role", "web")
 	h := exporter.NewHandler(exporter.HandlerOptions{
-		Gatherer: p.reg, Catalog: p.catalog, Snapshots: p.snapshots, Ready: p.ready, Roles: p.opts.Roles,
+		Gatherer: p.gatherer(), Catalog: p.catalog, Snapshots: p.snapshots, Ready: p.ready, Roles: p.opts.Roles,
 		Version: p.opts.Version, Staleness: p.cfg.Export.StaleAfterRefreshes, DocsURL: p.cfg.Export.DocsURL, Logger: log,
 	})
 	return exporter.Serve(ctx, h, p.opts.Web, log)
+}
+
+// gatherer joins the process's metrics and, with the export role, the KPI families.
+func (p *process) gatherer() prometheus.Gatherer {
+	if p.kpis == nil {
+		return p.reg
+	}
+	return exporter.Join(p.reg, p.kpis)
 }
 
 // ready: ClickHouse answers and, with the export role, a first snapshot exists.
@@ -274,7 +283,7 @@ func buildExport(ctx context.Context, p *process) (func(context.Context) error, 
 	}
 	if p.scheduler != nil {
 		p.snapshots = p.scheduler
-		p.reg.MustRegister(exporter.NewKPICollector(p.catalog, p.scheduler, cfg.Export.StaleAfterRefreshes))
+		p.kpis = exporter.NewCachedGatherer(exporter.NewKPICollector(p.catalog, p.scheduler, cfg.Export.StaleAfterRefreshes))
 		log.Info("export starting: serving the transform role's snapshots", "kpis", len(p.catalog.KPIs))
 		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
 	}
@@ -289,7 +298,7 @@ func buildExport(ctx context.Context, p *process) (func(context.Context) error, 
 	p.conns = append(p.conns, conn)
 	poller := exporter.NewPoller(cat, conn, cfg.Export.PollInterval, log)
 	p.catalog, p.snapshots = cat, poller
-	p.reg.MustRegister(exporter.NewKPICollector(cat, poller, cfg.Export.StaleAfterRefreshes))
+	p.kpis = exporter.NewCachedGatherer(exporter.NewKPICollector(cat, poller, cfg.Export.StaleAfterRefreshes))
 	log.Info("export starting: reading the latest KPI values from ClickHouse", "clickhouse", target.Redacted(), "poll_interval", cfg.Export.PollInterval)
 	return poller.Run, nil
 }
