@@ -197,13 +197,21 @@ func (c *compiler) from(used []string) (string, error) {
 	case "dead_letters", "duplicates":
 		return c.m.Source + " FINAL", nil
 	case "messages":
-		return `(
-    SELECT source, topic, 'valid' AS outcome, ingested_at AS at FROM events LIMIT 1 BY event_id
+		// The window is applied inside each branch too, so the deduplication
+		// of valid events only reads the window's events.
+		var win [3]string
+		if c.m.TimeField != catalog.NoTimeField {
+			for i, col := range []string{"ingested_at", "failed_at", "seen_at"} {
+				win[i] = fmt.Sprintf(" WHERE %s >= %s AND %s < %s", col, c.bind(c.p.WindowStart), col, c.bind(c.p.WindowEnd))
+			}
+		}
+		return fmt.Sprintf(`(
+    SELECT source, topic, 'valid' AS outcome, ingested_at AS at FROM events%s LIMIT 1 BY event_id
     UNION ALL
-    SELECT source, topic, 'invalid' AS outcome, failed_at AS at FROM dead_letters FINAL
+    SELECT source, topic, 'invalid' AS outcome, failed_at AS at FROM dead_letters FINAL%s
     UNION ALL
-    SELECT source, topic, 'duplicate' AS outcome, seen_at AS at FROM duplicates FINAL
-)`, nil
+    SELECT source, topic, 'duplicate' AS outcome, seen_at AS at FROM duplicates FINAL%s
+)`, win[0], win[1], win[2]), nil
 	}
 	return "", fmt.Errorf("unknown source %q", c.m.Source)
 }
@@ -246,7 +254,9 @@ func (c *compiler) fromEvents(used []string) string {
 	if len(pre) > 0 {
 		inner += " WHERE " + strings.Join(pre, " AND ")
 	}
-	inner += " LIMIT 1 BY event_id"
+	if needsDedupe(c.m.Aggregate) {
+		inner += " LIMIT 1 BY event_id"
+	}
 	if need == 1 {
 		return "(" + inner + ")"
 	}
@@ -265,6 +275,16 @@ func (c *compiler) fromEvents(used []string) string {
 		return "(" + l2 + ")"
 	}
 	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '') AS attrs USING customer)", l2)
+}
+
+// needsDedupe: re-delivered copies of an event change counts and sums, but
+// not distinct counts, minima, maxima or ages, which skip the deduplication.
+func needsDedupe(aggregate string) bool {
+	switch aggregate {
+	case "count_distinct", "min", "max", "age_seconds", "count_groups_with_min_distinct":
+		return false
+	}
+	return true
 }
 
 // condition compiles one where entry with bound values.
