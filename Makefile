@@ -29,8 +29,8 @@ bench: deps ## Benchmarks (speed and memory targets live here, never in timed te
 fuzz: ## Fuzz every decoder of outside input for FUZZTIME each (default 30s).
 	$(GO) test ./events/ -run XXX -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
 
-demo: deps build ## Run the pipeline locally on embedded defaults.
-	scripts/demo.sh
+demo: deps build ## Run the whole pipeline locally on embedded defaults (Ctrl-C stops it).
+	$(BIN) demo
 
 clickhouse-start:
 	scripts/clickhouse.sh start
