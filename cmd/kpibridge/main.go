@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		registerGenerate,
 		registerConfigCheck,
 		registerRun,
+		registerDemo,
 	} {
 		name, act := register(k, a)
 		actions[name] = act

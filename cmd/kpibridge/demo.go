@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/kpibridge/kpibridge/demo"
+	"github.com/kpibridge/kpibridge/exporter"
+)
+
+func registerDemo(k *kingpin.Application, a *app) (string, action) {
+	cmd := k.Command("demo", "Run the whole pipeline locally on embedded defaults: broker, ClickHouse, generated history, live events, every role.")
+	a.addClickHouseFlag(cmd)
+	brokerListen := cmd.Flag("broker.listen", "Address of the embedded Kafka broker.").Default("127.0.0.1:9092").String()
+	chDir := cmd.Flag("clickhouse.dir", "Data directory of the private ClickHouse server (when --clickhouse is not given).").Default(".run/demo/clickhouse").String()
+	chPort := cmd.Flag("clickhouse.port", "Native port of the private ClickHouse server.").Default("19010").Int()
+	customers := cmd.Flag("customers", "Customers in the back-filled history.").Default("2000").Int()
+	days := cmd.Flag("days", "Days of back-filled history, ending yesterday.").Default("90").Int()
+	seed := cmd.Flag("seed", "Seed of the generated history.").Default("42").Int64()
+	trickle := cmd.Flag("trickle", "Live events per second after the back-fill (0: none).").Default("20").Int()
+	webFlags := kingpinflag.AddFlags(cmd, exporter.DefaultListenAddress)
+	return cmd.FullCommand(), func(ctx context.Context) error {
+		cfg, err := a.config()
+		if err != nil {
+			return err
+		}
+		return demo.Run(ctx, cfg, demo.Options{
+			BrokerListen: *brokerListen, ClickHouseDSN: a.clickhouse, ClickHouseDir: *chDir, ClickHousePort: *chPort,
+			Customers: *customers, Days: *days, Seed: *seed, TrickleRate: *trickle, Web: webFlags, Version: buildVersion,
+		}, a.stdout, a.logger())
+	}
+}

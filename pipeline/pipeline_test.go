@@ -1,0 +1,223 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/kpibridge/kpibridge/config"
+	"github.com/kpibridge/kpibridge/generate"
+	"github.com/kpibridge/kpibridge/internal/testenv"
+	"github.com/kpibridge/kpibridge/pipeline"
+	"github.com/kpibridge/kpibridge/store"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func webFlags(addr string) *web.FlagConfig {
+	systemd, file := false, ""
+	return &web.FlagConfig{WebListenAddresses: &[]string{addr}, WebSystemdSocket: &systemd, WebConfigFile: &file}
+}
+
+func logger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// start runs pipeline roles until the returned stop is called.
+func start(t *testing.T, cfg config.Config, roles []string, w *web.FlagConfig) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- pipeline.Run(ctx, cfg, pipeline.Options{Roles: roles, Logger: logger(), Getenv: func(string) string { return "" }, Version: "test", Web: w})
+	}()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("pipeline stopped with %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ok() {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", timeout, what)
+}
+
+// TestPrometheusScrapesKPIsComputedFromGeneratedEvents runs the whole slice:
+// generated events → embedded broker → ingest → ClickHouse → transform →
+// export → the real Prometheus server, and finds the transform's values in
+// Prometheus's query API.
+func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
+	promBin, err := exec.LookPath("prometheus")
+	testenv.Require(t, err == nil, "prometheus (Debian package prometheus)")
+	target := testenv.ClickHouse(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, target, nil); err != nil {
+		t.Fatal(err)
+	}
+	brokerAddr := testenv.Broker(t, 3)
+
+	gcfg := generate.DefaultConfig()
+	gcfg.Customers, gcfg.Days = 300, 30
+	gcfg.End = time.Now().UTC().AddDate(0, 0, -1)
+	sink, err := generate.NewKafkaSink(generate.KafkaConfig{Brokers: []string{brokerAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := generate.Run(ctx, gcfg, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := config.Default()
+	cfg.Kafka.Brokers = []string{brokerAddr}
+	cfg.ClickHouse.DSN = target.DSN
+	cfg.Ingest.Batch.MaxWait = 200 * time.Millisecond
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	// Ingest everything first, so the transform's first evaluation sees it all.
+	stopIngest := start(t, cfg, []string{"ingest"}, nil)
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d distinct events in ClickHouse", sum.Valid), func() bool {
+		var n uint64
+		_ = conn.QueryRow(ctx, "SELECT uniqExact(event_id) FROM events").Scan(&n)
+		return int64(n) == sum.Valid
+	})
+	stopIngest()
+
+	exporterAddr := freeAddr(t)
+	start(t, cfg, []string{"ingest", "transform", "export"}, webFlags(exporterAddr))
+	waitFor(t, 60*time.Second, "/-/ready", func() bool {
+		res, err := http.Get("http://" + exporterAddr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+	// What the transform computed and stored.
+	var want float64
+	if err := conn.QueryRow(ctx, "SELECT argMax(value, computed_at) FROM kpi_values WHERE kpi = 'orders' AND dimension = ''").Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if want <= 0 {
+		t.Fatalf("transform computed %v orders from %d generated events", want, sum.Valid)
+	}
+
+	dir := t.TempDir()
+	promAddr := freeAddr(t)
+	promCfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(promCfg, []byte(fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: kpibridge\n    static_configs: [{targets: [%q]}]\n", exporterAddr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := exec.Command(promBin, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	promLog, _ := os.Create(filepath.Join(dir, "prometheus.log"))
+	prom.Stdout, prom.Stderr = promLog, promLog
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prom.Process.Kill()
+		_, _ = prom.Process.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(promLog.Name())
+			t.Logf("prometheus log:\n%s", b)
+		}
+	})
+
+	var got float64
+	waitFor(t, 60*time.Second, "Prometheus to have scraped kpibridge_kpi_value{kpi=\"orders\"}", func() bool {
+		v, ok := promQuery(t, promAddr, `kpibridge_kpi_value{kpi="orders",order_channel=""}`)
+		got = v
+		return ok
+	})
+	if got != want {
+		t.Errorf("Prometheus has orders = %v, transform computed %v", got, want)
+	}
+	// Ratios re-aggregate from their parts: sum(numerator)/sum(denominator) over channels equals the total.
+	total, ok1 := promQuery(t, promAddr, `kpibridge_kpi_value{kpi="aov",order_channel=""}`)
+	reagg, ok2 := promQuery(t, promAddr, `sum(kpibridge_kpi_numerator{kpi="aov",order_channel!=""}) / sum(kpibridge_kpi_denominator{kpi="aov",order_channel!=""})`)
+	if !ok1 || !ok2 || diff(total, reagg) > 1e-9*total {
+		t.Errorf("aov total %v (%v) but re-aggregated from channels %v (%v)", total, ok1, reagg, ok2)
+	}
+	if up, ok := promQuery(t, promAddr, `up{job="kpibridge"}`); !ok || up != 1 {
+		t.Errorf("up = %v (%v)", up, ok)
+	}
+}
+
+func diff(a, b float64) float64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// promQuery returns the single value of an instant query.
+func promQuery(t *testing.T, addr, q string) (float64, bool) {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, false
+	}
+	defer res.Body.Close()
+	var body struct {
+		Status string
+		Data   struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil || body.Status != "success" || len(body.Data.Result) != 1 {
+		return 0, false
+	}
+	s, _ := body.Data.Result[0].Value[1].(string)
+	v, err := strconv.ParseFloat(s, 64)
+	return v, err == nil
+}

@@ -1,0 +1,138 @@
+package transform_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/config"
+	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/generate"
+	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/store"
+	"github.com/kpibridge/kpibridge/transform"
+)
+
+// storeSink writes generated valid events straight to ClickHouse (no Kafka:
+// this benchmark is about the transform, not ingest).
+type storeSink struct {
+	dec  *events.Decoder
+	w    *ingest.ClickHouseWriter
+	rows []ingest.Row
+}
+
+func (s *storeSink) Write(ctx context.Context, recs []generate.Record) error {
+	for _, r := range recs {
+		if !r.Valid || r.Duplicate {
+			continue
+		}
+		ev, err := s.dec.Decode(r.Value)
+		if err != nil {
+			return err
+		}
+		s.rows = append(s.rows, ingest.Row{Event: ev, Topic: r.Topic})
+	}
+	if len(s.rows) >= 200_000 {
+		return s.flush(ctx)
+	}
+	return nil
+}
+
+func (s *storeSink) flush(ctx context.Context) error {
+	err := s.w.InsertEvents(ctx, s.rows)
+	s.rows = s.rows[:0]
+	return err
+}
+
+func (s *storeSink) Close() error { return s.flush(context.Background()) }
+
+// BenchmarkDefaultCatalogRefresh times one refresh of every default KPI over
+// KPIBRIDGE_BENCH_EVENTS generated events (default 10 M) in ClickHouse. The
+// data set is built once into database bench_refresh_<N> and reused by later
+// runs. Target: ≤ 5 s on the 2-core machine.
+func BenchmarkDefaultCatalogRefresh(b *testing.B) {
+	dsn := os.Getenv("KPIBRIDGE_TEST_CLICKHOUSE_DSN")
+	if dsn == "" {
+		b.Skip("KPIBRIDGE_TEST_CLICKHOUSE_DSN is not set: run make bench")
+	}
+	n := 10_000_000
+	if v, err := strconv.Atoi(os.Getenv("KPIBRIDGE_BENCH_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	base, err := store.ParseDSN(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	target, err := base.WithDatabase(fmt.Sprintf("bench_refresh_%d", n))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, target, nil); err != nil {
+		b.Fatal(err)
+	}
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	var have uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM events").Scan(&have); err != nil {
+		b.Fatal(err)
+	}
+	end := time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)
+	if have < uint64(n)*9/10 {
+		_ = conn.Exec(ctx, "TRUNCATE TABLE events")
+		def := config.Default()
+		dec, err := events.NewDecoder(events.Config{EmailHashKey: []byte("bench-key-0123456789"), ReportingCurrency: def.Events.ReportingCurrency,
+			Rates: def.Events.CurrencyRates, Now: func() time.Time { return end.Add(24 * time.Hour) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gcfg := generate.DefaultConfig()
+		gcfg.Customers, gcfg.Days, gcfg.End, gcfg.InvalidRate, gcfg.DuplicateRate = n/15, 90, end, 0, 0
+		gcfg.Now = end.Add(24 * time.Hour)
+		start := time.Now()
+		sum, err := generate.Run(ctx, gcfg, &storeSink{dec: dec, w: ingest.NewClickHouseWriter(conn, 1024)}, os.Stderr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("loaded %d generated events for %d customers in %s", sum.Valid, gcfg.Customers, time.Since(start).Round(time.Second))
+		_ = conn.Exec(ctx, "OPTIMIZE TABLE events FINAL")
+	}
+	start := time.Now()
+	st, err := transform.NewResolver(conn, nil).Update(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("identity update: %+v in %s", st, time.Since(start).Round(time.Millisecond))
+	cat, err := catalog.Default()
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := end.Add(23 * time.Hour)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b.ResetTimer()
+	for range b.N {
+		s, err := transform.NewScheduler(transform.DefaultConfig(), cat, conn, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.RunDue(ctx, now)
+		for _, k := range s.Snapshot().KPIs {
+			if k.Last.Err != nil {
+				b.Fatalf("%s: %v", k.KPI.Name, k.Last.Err)
+			}
+			if testing.Verbose() {
+				b.Logf("%-26s %6d ms  %d series", k.KPI.Name, k.Last.Duration.Milliseconds(), len(k.Last.Series))
+			}
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/refresh")
+}
