@@ -241,19 +241,29 @@ func (c *compiler) fromEvents(used []string) string {
 	if need >= 2 {
 		addCol("identifier")
 	}
-	// Pre-filters on raw columns only: the same rows of one event_id are identical.
-	var pre []string
-	if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
-		pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", quoteIdent(tf), c.bind(c.p.WindowStart), quoteIdent(tf), c.bind(c.p.WindowEnd)))
+	// Pre-filters on raw columns only: the same rows of one event_id are
+	// identical. Built anew each time it is written, since arguments bind in
+	// text order.
+	where := func() string {
+		var pre []string
+		if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
+			pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", quoteIdent(tf), c.bind(c.p.WindowStart), quoteIdent(tf), c.bind(c.p.WindowEnd)))
+		}
+		if cond, ok := c.m.Where["type"]; ok {
+			s, _ := c.condition("type", cond)
+			pre = append(pre, s)
+		}
+		if len(pre) == 0 {
+			return ""
+		}
+		return " WHERE " + strings.Join(pre, " AND ")
 	}
-	if cond, ok := c.m.Where["type"]; ok {
-		s, _ := c.condition("type", cond)
-		pre = append(pre, s)
+	// keys restricts a join's right side to the identity keys of the events
+	// this measure reads, so the hash table holds those, not every key.
+	keys := func() string {
+		return "SELECT " + catalog.IdentifierExpr + " FROM events" + where()
 	}
-	inner := "SELECT " + strings.Join(l1, ", ") + " FROM events"
-	if len(pre) > 0 {
-		inner += " WHERE " + strings.Join(pre, " AND ")
-	}
+	inner := "SELECT " + strings.Join(l1, ", ") + " FROM events" + where()
 	if needsDedupe(c.m.Aggregate) {
 		inner += " LIMIT 1 BY event_id"
 	}
@@ -269,12 +279,12 @@ func (c *compiler) fromEvents(used []string) string {
 	if !contains(names, quoteIdent("identifier")) {
 		names = append(names, quoteIdent("identifier"))
 	}
-	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) AS deduped ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL) AS idmap USING identifier",
-		strings.Join(names, ", "), c.src.Columns["customer"].Expr, inner)
+	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) AS deduped ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL WHERE identifier IN (%s)) AS idmap USING identifier",
+		strings.Join(names, ", "), c.src.Columns["customer"].Expr, inner, keys())
 	if need == 2 {
 		return "(" + l2 + ")"
 	}
-	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '') AS attrs USING customer)", l2)
+	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '' AND customer_id IN (SELECT customer_id FROM identity_map FINAL WHERE identifier IN (%s))) AS attrs USING customer)", l2, keys())
 }
 
 // needsDedupe: re-delivered copies of an event change counts and sums, but
