@@ -101,7 +101,8 @@ start() {
 	write_config
 	log "starting on 127.0.0.1:$port (data in $dir)"
 	# clickhouse-server refuses to run as root over files of another owner; all files are ours.
-	(cd "$dir" && exec /usr/sbin/clickhouse-server --config-file="$dir/config.xml" --pid-file="$pidfile" >"$dir/log/stdout.log" 2>&1) &
+	(cd "$dir" && exec /usr/sbin/clickhouse-server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1) &
+	echo $! >"$pidfile"
 	for _ in $(seq 1 120); do
 		if answers; then
 			log "ready: $(client --query 'SELECT version()')"
@@ -115,8 +116,11 @@ start() {
 }
 
 stop() {
-	if [ -f "$pidfile" ]; then
-		pid=$(cat "$pidfile")
+	pid=""
+	[ -f "$pidfile" ] && pid=$(cat "$pidfile")
+	# A server of this directory started without a pid file (or by an older script).
+	[ -n "$pid" ] || pid=$(pgrep -f -- "--config-file=$dir/config.xml" | head -n 1 || true)
+	if [ -n "$pid" ]; then
 		if kill -0 "$pid" 2>/dev/null; then
 			kill "$pid"
 			for _ in $(seq 1 60); do
