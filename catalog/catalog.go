@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,7 +257,7 @@ func (c *Condition) UnmarshalYAML(n *yaml.Node) error {
 			return bad("condition must have exactly one operator (%s)", strings.Join(Ops, ", "))
 		}
 		op, val := n.Content[0].Value, n.Content[1]
-		if !contains(Ops, op) {
+		if !slices.Contains(Ops, op) {
 			return bad("unknown condition operator %q (want one of %s)", op, strings.Join(Ops, ", "))
 		}
 		c.Op = op
@@ -419,16 +420,8 @@ func (c *Catalog) where(i int) string {
 	return fmt.Sprintf("%s: kpi %s", c.file, name)
 }
 
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
+// SortedKeys returns a map's keys in order, for deterministic SQL and messages.
+func SortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

@@ -90,7 +90,7 @@ func measureWords(m *Measure) string {
 	fmt.Fprintf(&b, " in `%s` (%s)", m.Source, Sources[m.Source].Doc)
 	if len(m.Where) > 0 {
 		var conds []string
-		for _, n := range sortedKeys(m.Where) {
+		for _, n := range SortedKeys(m.Where) {
 			c := m.Where[n]
 			conds = append(conds, fmt.Sprintf("`%s` %s %s", n, opWords[c.Op], strings.Join(c.Values, ", ")))
 		}
@@ -102,7 +102,7 @@ func measureWords(m *Measure) string {
 	default:
 		fmt.Fprintf(&b, "; placed in the window by `%s`", m.TimeField)
 	}
-	for _, d := range sortedKeys(m.Dimensions) {
+	for _, d := range SortedKeys(m.Dimensions) {
 		fmt.Fprintf(&b, "; dimension %s is `%s`", d, m.Dimensions[d])
 	}
 	return b.String()

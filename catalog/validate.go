@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,13 +41,13 @@ func (c *Catalog) Validate() error {
 		if strings.TrimSpace(k.Description) == "" {
 			fail("description", "required: the agreed definition in plain words")
 		}
-		if !contains(Teams, k.Owner.Team) {
+		if !slices.Contains(Teams, k.Owner.Team) {
 			fail("owner.team", "must be one of %s, got %q", strings.Join(Teams, ", "), k.Owner.Team)
 		}
 		if strings.TrimSpace(k.Owner.Contact) == "" {
 			fail("owner.contact", "required: who to ask about this KPI")
 		}
-		if !contains(Units, k.Unit) {
+		if !slices.Contains(Units, k.Unit) {
 			fail("unit", "must be one of %v, got %q", Units, k.Unit)
 		}
 		if k.Direction != HigherIsBetter && k.Direction != LowerIsBetter {
@@ -86,7 +87,7 @@ func (c *Catalog) Validate() error {
 			fail("audience", "name at least one of %s", strings.Join(Audiences, ", "))
 		}
 		for _, a := range k.Audience {
-			if !contains(Audiences, a) {
+			if !slices.Contains(Audiences, a) {
 				fail("audience", "unknown audience %q (want %s)", a, strings.Join(Audiences, ", "))
 			}
 		}
@@ -163,17 +164,17 @@ func (m *Measure) check(dims []string) []error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	src, ok := Sources[m.Source]
 	if !ok {
-		bad("source: unknown source %q (want one of %s)", m.Source, strings.Join(sortedKeys(Sources), ", "))
+		bad("source: unknown source %q (want one of %s)", m.Source, strings.Join(SortedKeys(Sources), ", "))
 		return errs
 	}
 	col := func(field, name string) (Column, bool) {
 		c, ok := src.Columns[name]
 		if !ok {
-			bad("%s: source %s has no column %q (columns: %s)", field, m.Source, name, strings.Join(sortedKeys(src.Columns), ", "))
+			bad("%s: source %s has no column %q (columns: %s)", field, m.Source, name, strings.Join(SortedKeys(src.Columns), ", "))
 		}
 		return c, ok
 	}
-	if !contains(Aggregates, m.Aggregate) {
+	if !slices.Contains(Aggregates, m.Aggregate) {
 		bad("aggregate: must be one of %s, got %q", strings.Join(Aggregates, ", "), m.Aggregate)
 	}
 	switch m.Aggregate {
@@ -206,13 +207,13 @@ func (m *Measure) check(dims []string) []error {
 	} else if c, ok := col("time_field", m.TimeField); ok && c.Kind != Time {
 		bad("time_field: %s is a %s, not a time column", m.TimeField, c.Kind)
 	}
-	for _, name := range sortedKeys(m.Where) {
+	for _, name := range SortedKeys(m.Where) {
 		cond := m.Where[name]
 		c, ok := col("where."+name, name)
 		if !ok {
 			continue
 		}
-		if c.Kind == String && contains([]string{"gt", "gte", "lt", "lte"}, cond.Op) {
+		if c.Kind == String && slices.Contains([]string{"gt", "gte", "lt", "lte"}, cond.Op) {
 			bad("where.%s: operator %s needs a number or time column", name, cond.Op)
 		}
 		for _, v := range cond.Values {
@@ -222,7 +223,7 @@ func (m *Measure) check(dims []string) []error {
 					bad("where.%s: %q is not a number", name, v)
 				}
 			case Time:
-				if !contains([]string{"$window_start", "$window_end", "$never"}, v) {
+				if !slices.Contains([]string{"$window_start", "$window_end", "$never"}, v) {
 					if _, err := time.Parse("2006-01-02 15:04:05", v); err != nil {
 						bad("where.%s: %q is not $window_start, $window_end, $never or YYYY-MM-DD hh:mm:ss", name, v)
 					}
@@ -238,8 +239,8 @@ func (m *Measure) check(dims []string) []error {
 			bad("dimensions: %q maps to time column %s", d, name)
 		}
 	}
-	for _, d := range sortedKeys(m.Dimensions) {
-		if !contains(dims, d) {
+	for _, d := range SortedKeys(m.Dimensions) {
+		if !slices.Contains(dims, d) {
 			bad("dimensions.%s: not a dimension of this KPI", d)
 		} else if _, ok := src.Columns[m.Dimensions[d]]; !ok {
 			bad("dimensions.%s: source %s has no column %q", d, m.Source, m.Dimensions[d])
@@ -279,12 +280,12 @@ type refVisitor struct {
 func (v *refVisitor) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
-		if !contains(v.names, n.Value) {
+		if !slices.Contains(v.names, n.Value) {
 			v.names = append(v.names, n.Value)
 		}
 	case *ast.IntegerNode, *ast.FloatNode:
 	case *ast.BinaryNode:
-		if !contains([]string{"+", "-", "*", "/"}, n.Operator) && v.err == nil {
+		if !slices.Contains([]string{"+", "-", "*", "/"}, n.Operator) && v.err == nil {
 			v.err = fmt.Errorf("operator %q is not allowed: use + - * / and parentheses", n.Operator)
 		}
 	case *ast.UnaryNode:

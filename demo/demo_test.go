@@ -5,51 +5,43 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/exporter-toolkit/web"
-
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/demo"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestDemoRunsAndServesKPIs runs the demo for a short while (against the
 // test ClickHouse server), scrapes it, and stops it with its context.
 func TestDemoRunsAndServesKPIs(t *testing.T) {
 	target := testenv.ClickHouse(t)
-	webAddr := freeAddr(t)
-	systemd, file := false, ""
-	opts := demo.Options{BrokerListen: freeAddr(t), ClickHouseDSN: target.DSN, Customers: 200, Days: 20, Seed: 7, TrickleRate: 10,
-		Web: &web.FlagConfig{WebListenAddresses: &[]string{webAddr}, WebSystemdSocket: &systemd, WebConfigFile: &file}, Version: "test"}
+	webAddr := testenv.FreeAddr(t)
+	opts := demo.Options{BrokerListen: testenv.FreeAddr(t), ClickHouseDSN: target.DSN, Customers: 200, Days: 20, Seed: 7, TrickleRate: 10,
+		Web: testenv.WebFlags(webAddr), Version: "test"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- demo.Run(ctx, config.Default(), opts, out, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() {
+		done <- demo.Run(ctx, config.Default(), opts, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
 
 	var metrics string
 	deadline := time.Now().Add(90 * time.Second)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,23 +21,7 @@ import (
 	"github.com/kpibridge/kpibridge/generate"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/pipeline"
-	"github.com/kpibridge/kpibridge/store"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func webFlags(addr string) *web.FlagConfig {
-	systemd, file := false, ""
-	return &web.FlagConfig{WebListenAddresses: &[]string{addr}, WebSystemdSocket: &systemd, WebConfigFile: &file}
-}
 
 func logger() *slog.Logger {
 	if testing.Verbose() {
@@ -89,11 +72,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	testenv.Require(t, err == nil, "prometheus (Debian package prometheus)")
-	target := testenv.ClickHouse(t)
+	target, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
 	brokerAddr := testenv.Broker(t, 3)
 
 	gcfg := generate.DefaultConfig()
@@ -115,12 +95,6 @@ func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
 	cfg.Kafka.Brokers = []string{brokerAddr}
 	cfg.ClickHouse.DSN = target.DSN
 	cfg.Ingest.Batch.MaxWait = 200 * time.Millisecond
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-
 	// Ingest everything first, so the transform's first evaluation sees it all.
 	stopIngest := start(t, cfg, []string{"ingest"}, nil)
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d distinct events in ClickHouse", sum.Valid), func() bool {
@@ -130,8 +104,8 @@ func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
 	})
 	stopIngest()
 
-	exporterAddr := freeAddr(t)
-	start(t, cfg, []string{"ingest", "transform", "export"}, webFlags(exporterAddr))
+	exporterAddr := testenv.FreeAddr(t)
+	start(t, cfg, []string{"ingest", "transform", "export"}, testenv.WebFlags(exporterAddr))
 	waitFor(t, 60*time.Second, "/-/ready", func() bool {
 		res, err := http.Get("http://" + exporterAddr + "/-/ready")
 		if err != nil {
@@ -150,7 +124,7 @@ func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	promAddr := freeAddr(t)
+	promAddr := testenv.FreeAddr(t)
 	promCfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(promCfg, []byte(fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: kpibridge\n    static_configs: [{targets: [%q]}]\n", exporterAddr)), 0o644); err != nil {
 		t.Fatal(err)

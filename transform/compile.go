@@ -6,7 +6,7 @@ package transform
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,14 +91,14 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	// Columns used outside the innermost select.
 	used := []string{}
 	addUsed := func(n string) {
-		if n != "" && !contains(used, n) {
+		if n != "" && !slices.Contains(used, n) {
 			used = append(used, n)
 		}
 	}
 	addUsed(dimCol)
 	addUsed(m.Field)
 	addUsed(m.GroupBy)
-	for _, n := range sortedKeys(m.Where) {
+	for _, n := range catalog.SortedKeys(m.Where) {
 		addUsed(n)
 	}
 	if m.TimeField != catalog.NoTimeField {
@@ -124,7 +124,7 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 		t := c.ref(m.TimeField)
 		conds = append(conds, fmt.Sprintf("%s >= %s AND %s < %s", t, c.bind(p.WindowStart), t, c.bind(p.WindowEnd)))
 	}
-	for _, n := range sortedKeys(m.Where) {
+	for _, n := range catalog.SortedKeys(m.Where) {
 		cond, err := c.condition(n, m.Where[n])
 		if err != nil {
 			return Query{}, err
@@ -229,7 +229,7 @@ func (c *compiler) fromEvents(used []string) string {
 		if col.Expr != "" {
 			expr = col.Expr + " AS " + quoteIdent(n)
 		}
-		if !contains(l1, expr) {
+		if !slices.Contains(l1, expr) {
 			l1 = append(l1, expr)
 		}
 	}
@@ -276,7 +276,7 @@ func (c *compiler) fromEvents(used []string) string {
 			names = append(names, quoteIdent(n))
 		}
 	}
-	if !contains(names, quoteIdent("identifier")) {
+	if !slices.Contains(names, quoteIdent("identifier")) {
 		names = append(names, quoteIdent("identifier"))
 	}
 	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) AS deduped ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL WHERE identifier IN (%s)) AS idmap USING identifier",
@@ -354,22 +354,4 @@ func (c *compiler) value(kind catalog.ColumnKind, v string) (string, error) {
 		return c.bind(t), nil
 	}
 	return c.bind(v), nil
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

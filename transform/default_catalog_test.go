@@ -7,19 +7,11 @@ import (
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/internal/testenv"
-	"github.com/kpibridge/kpibridge/store"
 )
 
 func TestEveryDefaultKPIRunsOnClickHouse(t *testing.T) {
-	target := testenv.ClickHouse(t)
+	_, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cat, err := catalog.Default()
 	if err != nil {
 		t.Fatal(err)

@@ -165,16 +165,8 @@ func contains(list []string, s string) bool {
 }
 
 func TestGoldenDefaultCatalog(t *testing.T) {
-	target := testenv.ClickHouse(t)
+	_, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 
 	bulk := decodeFile(t, "testdata/golden/events.ndjson")
 	late := decodeFile(t, "testdata/golden/late.ndjson")

@@ -10,7 +10,6 @@ import (
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
-	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
@@ -43,16 +42,8 @@ const schedulerCatalog = `kpis:
 `
 
 func TestSchedulerStoresResultsAndIsolatesFailures(t *testing.T) {
-	target := testenv.ClickHouse(t)
+	_, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, rows(decodeFile(t, "testdata/golden/events.ndjson"))); err != nil {
 		t.Fatal(err)
 	}

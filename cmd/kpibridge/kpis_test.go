@@ -21,16 +21,8 @@ const fixtureKey = "golden-key-0123456789"
 // loadFixture stores the transform golden fixture and resolves identities.
 func loadFixture(t *testing.T) store.Target {
 	t.Helper()
-	target := testenv.ClickHouse(t)
+	target, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	dec, err := events.NewDecoder(events.Config{EmailHashKey: []byte(fixtureKey), ReportingCurrency: "EUR", Rates: map[string]float64{"USD": 0.5}})
 	if err != nil {
 		t.Fatal(err)

@@ -96,16 +96,8 @@ func waitRows(t *testing.T, conn store.Conn, timeout time.Duration, done func(ui
 // mid-stream, restarts it, and checks every produced event is stored exactly
 // once to the documented queries; then SIGTERM drains and commits everything.
 func TestKillNineThenRestartLosesNothing(t *testing.T) {
-	target := testenv.ClickHouse(t)
+	target, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	addr := testenv.Broker(t, 6)
 	bin := binary(t)
 	cfgFile := filepath.Join(t.TempDir(), "kpibridge.yml")

@@ -72,3 +72,20 @@ func ClickHouse(t testing.TB) store.Target {
 	})
 	return target
 }
+
+// MigratedClickHouse is ClickHouse with the schema applied and an open
+// connection, closed when the test ends.
+func MigratedClickHouse(t testing.TB) (store.Target, store.Conn) {
+	t.Helper()
+	target := ClickHouse(t)
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, target, nil); err != nil {
+		t.Fatalf("migrate test database: %v", err)
+	}
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return target, conn
+}
