@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,9 +21,9 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdo
 }
 
 func TestEverySubcommandHasHelp(t *testing.T) {
-	for _, sub := range []string{"broker", "migrate", "generate", "check-config"} {
+	for _, sub := range []string{"broker", "migrate", "generate", "check-config", "run", "demo", "kpis list", "kpis check", "kpis query", "kpis docs", "customer"} {
 		t.Run(sub, func(t *testing.T) {
-			code, out, errOut := runCLI(t, nil, sub, "--help")
+			code, out, errOut := runCLI(t, nil, append(strings.Fields(sub), "--help")...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
 			}
@@ -114,5 +115,53 @@ func TestMigrateUnreachableServerSaysWhere(t *testing.T) {
 	code, _, errOut := runCLI(t, nil, "migrate", "--clickhouse", "clickhouse://127.0.0.1:1/kpibridge")
 	if code != 1 || !strings.Contains(errOut, "127.0.0.1:1") {
 		t.Fatalf("exit %d, stderr %q; want an error naming the server", code, errOut)
+	}
+}
+
+func TestGenerateToFilesWithExactSummary(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"generate", "--seed", "3", "--customers", "50", "--days", "10", "--end", "2026-03-30", "--invalid-rate", "0.05", "--out", filepath.Join(dir, "{topic}.ndjson")}
+	code, out, errOut := runCLI(t, nil, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var sum struct {
+		Total    int64
+		Valid    int64
+		Messages map[string]int64
+		Invalid  map[string]int64
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("summary is not JSON: %v\n%s", err, out)
+	}
+	var lines int64
+	for topic, n := range sum.Messages {
+		b, err := os.ReadFile(filepath.Join(dir, topic+".ndjson"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(bytes.Count(b, []byte("\n"))); got != n {
+			t.Errorf("%s.ndjson has %d lines, summary says %d", topic, got, n)
+		}
+		lines += n
+	}
+	if lines != sum.Total || sum.Valid == 0 || len(sum.Invalid) != 7 {
+		t.Errorf("lines %d, total %d, valid %d, reasons %d", lines, sum.Total, sum.Valid, len(sum.Invalid))
+	}
+	// The same seed and end give the same bytes.
+	dir2 := t.TempDir()
+	args[len(args)-1] = filepath.Join(dir2, "{topic}.ndjson")
+	if code, _, errOut := runCLI(t, nil, args...); code != 0 {
+		t.Fatal(errOut)
+	}
+	for topic := range sum.Messages {
+		a, _ := os.ReadFile(filepath.Join(dir, topic+".ndjson"))
+		b, _ := os.ReadFile(filepath.Join(dir2, topic+".ndjson"))
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two runs with the same seed", topic)
+		}
+	}
+	if code, _, errOut := runCLI(t, nil, "generate", "--days", "0", "--out", filepath.Join(dir, "x.ndjson")); code == 0 || !strings.Contains(errOut, "--days") {
+		t.Errorf("--days 0: exit %d, %s", code, errOut)
 	}
 }
