@@ -98,6 +98,12 @@ func (r *running) stop(t *testing.T) {
 // start runs an Ingester over real Kafka and ClickHouse; conn may point at a proxy.
 func (e *env) start(cfg ingest.Config, conn store.Conn) *running {
 	e.t.Helper()
+	return e.startWith(cfg, conn, decoder(e.t))
+}
+
+// startWith is start with a given decoder.
+func (e *env) startWith(cfg ingest.Config, conn store.Conn, dec ingest.Decoder) *running {
+	e.t.Helper()
 	if conn == nil {
 		conn = e.conn
 	}
@@ -106,7 +112,7 @@ func (e *env) start(cfg ingest.Config, conn store.Conn) *running {
 	log := logger(e.t)
 	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, log)
 	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ.Suffix)
-	in, err := ingest.New(cfg, src, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dlq, decoder(e.t), m, log)
+	in, err := ingest.New(cfg, src, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dlq, dec, m, log)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -446,4 +452,56 @@ func histogramCount(t *testing.T, g prometheus.Gatherer, name string) uint64 {
 	}
 	t.Fatalf("metric %s not found", name)
 	return 0
+}
+
+// TestWriterSendsLargeBatchAsOneInsert writes a batch of several blocks and
+// checks every row arrives once, with its columns, as one part: ClickHouse
+// squashes the blocks of one INSERT, so block size costs no extra merges.
+func TestWriterSendsLargeBatchAsOneInsert(t *testing.T) {
+	e := setup(t, 1)
+	ctx := context.Background()
+	at := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	w := ingest.NewClickHouseWriter(e.conn, 16).WithClock(func() time.Time { return at })
+	const n = 20000 // more than two blocks
+	rows := make([]ingest.Row, n)
+	for i := range rows {
+		rows[i] = ingest.Row{Event: events.Event{EventID: fmt.Sprintf("e-%d", i), Type: events.TypeOrderPlaced,
+			OccurredAt: time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC), Source: "shopify", Amount: float64(i),
+			Properties: []byte(fmt.Sprintf(`{"n":%d}`, i))}, Topic: topic, Partition: i % 3, Offset: int64(i)}
+	}
+	if err := w.InsertEvents(ctx, rows); err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		query string
+		want  uint64
+	}{
+		{"SELECT count() FROM events", n},
+		{"SELECT uniqExact(event_id) FROM events", n},
+		{"SELECT toUInt64(sum(amount)) FROM events", n * (n - 1) / 2},
+		{"SELECT toUInt64(sum(`offset`)) FROM events", n * (n - 1) / 2},
+		{"SELECT count() FROM events WHERE properties = concat('{\"n\":', toString(`offset`), '}')", n},
+		{"SELECT count() FROM events WHERE ingested_at = toDateTime('2026-02-03 04:05:06', 'UTC') AND stat_date = toDate('1970-01-01')", n},
+		{"SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'events' AND active", 1},
+	}
+	for _, c := range checks {
+		if got := e.count(c.query); got != c.want {
+			t.Errorf("%s = %d, want %d", c.query, got, c.want)
+		}
+	}
+
+	// Dead letters keep the key, truncate the payload and record its size.
+	dl := ingest.DeadLetter{Reason: events.ReasonInvalidJSON, Topic: topic, Partition: 2, Offset: 7, Key: []byte("k-1"),
+		Value: []byte(`{"event_id": "a-long-payload-of-more-than-16-bytes"`)}
+	if err := w.InsertDeadLetters(ctx, []ingest.DeadLetter{dl}); err != nil {
+		t.Fatal(err)
+	}
+	var key, payload string
+	var size uint32
+	if err := e.conn.QueryRow(ctx, "SELECT message_key, payload, payload_bytes FROM dead_letters").Scan(&key, &payload, &size); err != nil {
+		t.Fatal(err)
+	}
+	if key != "k-1" || payload != string(dl.Value[:16]) || size != uint32(len(dl.Value)) {
+		t.Errorf("dead letter stored as key %q payload %q size %d", key, payload, size)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -22,7 +24,8 @@ type Source interface {
 	Close() error
 }
 
-// Writer stores batches; *ClickHouseWriter is the real one.
+// Writer stores batches; *ClickHouseWriter is the real one. The Ingester
+// calls its three methods concurrently, never one method concurrently with itself.
 type Writer interface {
 	InsertEvents(ctx context.Context, rows []Row) error
 	InsertDeadLetters(ctx context.Context, dls []DeadLetter) error
@@ -43,16 +46,23 @@ type Decoder interface {
 // Each batch is stored — events, dead letters, duplicates, DLQ topic — before
 // the offsets it holds are committed, so a crash at any point re-delivers
 // messages instead of losing them, and idempotent storage absorbs the re-delivery.
+//
+// Two stages run at once: one goroutine fetches and decodes the next batch
+// while another stores the previous one and commits its offsets. Batches are
+// stored and committed in the order they were fetched, and at most two exist
+// (one filling, one storing), so memory is bounded by backpressure: while a
+// batch is being stored, the next one fills up and then waits, and so does
+// the Kafka reader behind it.
 type Ingester struct {
-	cfg     Config
-	src     Source
-	w       Writer
-	dlq     Publisher // nil when the DLQ topics are disabled
-	dec     Decoder
-	m       *Metrics
-	log     *slog.Logger
-	seen    *seenSet
-	newest  map[string]time.Time // newest stored occurred_at by source
+	cfg    Config
+	src    Source
+	w      Writer
+	dlq    Publisher // nil when the DLQ topics are disabled
+	dec    Decoder
+	m      *Metrics
+	log    *slog.Logger
+	seen   *seenSet             // used by the fetching stage only
+	newest map[string]time.Time // newest stored occurred_at by source; storing stage only
 }
 
 // New wires an Ingester. dlq may be nil (DLQ topics disabled).
@@ -66,35 +76,74 @@ func New(cfg Config, src Source, w Writer, dlq Publisher, dec Decoder, m *Metric
 	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), newest: map[string]time.Time{}}, nil
 }
 
-type topicPartition struct {
-	topic     string
-	partition int
+// partitionSpan is what a batch holds of one partition.
+type partitionSpan struct {
+	topic                 string
+	partition             int
+	first, last           int64 // offsets
+	valid, invalid, dupes int
 }
 
-// batch is what has been fetched since the last flush.
+// sourceTime is the newest occurred_at of one source in a batch.
+type sourceTime struct {
+	source string
+	t      time.Time
+}
+
+// batch is what has been fetched since the last hand-over to the storing stage.
 type batch struct {
-	rows     []Row
-	dead     []DeadLetter
-	dups     []Duplicate
-	msgs     int
-	bytes    int
-	last     map[topicPartition]kafka.Message
-	first    map[topicPartition]int64
-	outcomes map[[2]string]int
-	newest   map[string]time.Time // newest occurred_at by source
+	rows   []Row
+	dead   []DeadLetter
+	dups   []Duplicate
+	msgs   int
+	bytes  int
+	spans  []partitionSpan // a handful: the partitions this member owns
+	cur    int             // index in spans of the last message's partition
+	newest []sourceTime    // a handful: the producing systems
 }
 
-func newBatch() *batch {
-	return &batch{last: map[topicPartition]kafka.Message{}, first: map[topicPartition]int64{}, outcomes: map[[2]string]int{}, newest: map[string]time.Time{}}
+func newBatch(maxRows int) *batch {
+	// Room for a whole batch up front: growing a slice of 50 000 rows of
+	// ~500 bytes costs copies and page faults on every first batch.
+	return &batch{rows: make([]Row, 0, min(maxRows, 1<<16))}
 }
 
 func (b *batch) reset() {
+	clear(b.rows) // drop references to decoded strings before reuse
+	clear(b.dead)
 	b.rows, b.dead, b.dups = b.rows[:0], b.dead[:0], b.dups[:0]
-	b.msgs, b.bytes = 0, 0
-	clear(b.last)
-	clear(b.first)
-	clear(b.outcomes)
-	clear(b.newest)
+	b.msgs, b.bytes, b.cur = 0, 0, 0
+	b.spans, b.newest = b.spans[:0], b.newest[:0]
+}
+
+// span returns the batch's span of m's partition, adding it if new.
+func (b *batch) span(m *kafka.Message) *partitionSpan {
+	if b.cur < len(b.spans) {
+		if s := &b.spans[b.cur]; s.partition == m.Partition && s.topic == m.Topic {
+			return s
+		}
+	}
+	for i := range b.spans {
+		if s := &b.spans[i]; s.partition == m.Partition && s.topic == m.Topic {
+			b.cur = i
+			return s
+		}
+	}
+	b.spans = append(b.spans, partitionSpan{topic: m.Topic, partition: m.Partition, first: m.Offset, last: m.Offset})
+	b.cur = len(b.spans) - 1
+	return &b.spans[b.cur]
+}
+
+func (b *batch) observe(source string, t time.Time) {
+	for i := range b.newest {
+		if b.newest[i].source == source {
+			if t.After(b.newest[i].t) {
+				b.newest[i].t = t
+			}
+			return
+		}
+	}
+	b.newest = append(b.newest, sourceTime{source, t})
 }
 
 // Run consumes until ctx is cancelled, then drains: the open batch is stored
@@ -108,13 +157,51 @@ func (in *Ingester) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(in.cfg.ShutdownTimeout, cancelWrites) })
 	defer stop()
 
-	b := newBatch()
+	// The storing stage: stores and commits batches in hand-over order and
+	// gives each back for reuse. It stops at the first batch it cannot store,
+	// which happens only when writeCtx ends.
+	full := make(chan *batch)
+	free := make(chan *batch, 2)
+	free <- newBatch(in.cfg.Batch.MaxRows)
+	free <- newBatch(in.cfg.Batch.MaxRows)
+	storeDone := make(chan struct{})
+	var storeErr error
+	go func() {
+		defer close(storeDone)
+		for b := range full {
+			if err := in.flush(writeCtx, b); err != nil {
+				storeErr = err
+				return
+			}
+			free <- b
+		}
+	}()
+	// handOver passes a non-empty batch to the storing stage and returns the
+	// next one to fill, or nil when the storing stage has stopped.
+	handOver := func(b *batch) *batch {
+		if b.msgs == 0 {
+			return b
+		}
+		select {
+		case full <- b:
+		case <-storeDone:
+			return nil
+		}
+		select {
+		case b = <-free:
+			return b
+		case <-storeDone:
+			return nil
+		}
+	}
+
+	b := <-free
 	var (
-		batchCtx    context.Context = ctx
-		cancelBatch context.CancelFunc
+		batchCtx                       = ctx
+		cancelBatch context.CancelFunc = func() {}
 		fetchErrs   int
 	)
-	for {
+	for b != nil {
 		m, err := in.src.FetchMessage(batchCtx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -123,9 +210,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 			if batchCtx != ctx && batchCtx.Err() != nil { // the batch's max_wait passed
 				cancelBatch()
 				batchCtx = ctx
-				if err := in.flush(writeCtx, b); err != nil {
-					return in.closeWith(err)
-				}
+				b = handOver(b)
 				continue
 			}
 			fetchErrs++
@@ -139,21 +224,23 @@ func (in *Ingester) Run(ctx context.Context) error {
 		if b.msgs == 0 {
 			batchCtx, cancelBatch = context.WithTimeout(ctx, in.cfg.Batch.MaxWait)
 		}
-		in.add(b, m)
+		in.add(b, &m)
 		if b.msgs >= in.cfg.Batch.MaxRows || b.bytes >= in.cfg.Batch.MaxBytes {
 			cancelBatch()
 			batchCtx = ctx
-			if err := in.flush(writeCtx, b); err != nil {
-				return in.closeWith(err)
-			}
+			b = handOver(b)
 		}
 	}
-	if cancelBatch != nil {
-		cancelBatch()
+	cancelBatch()
+	drained := 0
+	if b != nil {
+		drained = b.msgs
+		handOver(b)
 	}
-	drained := b.msgs
-	if err := in.flush(writeCtx, b); err != nil {
-		return in.closeWith(fmt.Errorf("drain on shutdown: %w (the %d uncommitted messages will be re-delivered)", err, drained))
+	close(full)
+	<-storeDone
+	if storeErr != nil {
+		return in.closeWith(fmt.Errorf("drain on shutdown: %w (uncommitted messages will be re-delivered)", storeErr))
 	}
 	in.log.Info("ingest stopped cleanly", "drained_messages", drained)
 	return in.closeWith(nil)
@@ -170,12 +257,9 @@ func (in *Ingester) closeWith(err error) error {
 }
 
 // add decodes one message into the batch.
-func (in *Ingester) add(b *batch, m kafka.Message) {
-	tp := topicPartition{m.Topic, m.Partition}
-	if _, ok := b.first[tp]; !ok {
-		b.first[tp] = m.Offset
-	}
-	b.last[tp] = m
+func (in *Ingester) add(b *batch, m *kafka.Message) {
+	s := b.span(m)
+	s.last = m.Offset
 	b.msgs++
 	b.bytes += len(m.Key) + len(m.Value)
 
@@ -191,57 +275,58 @@ func (in *Ingester) add(b *batch, m kafka.Message) {
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 			Key: m.Key, Value: m.Value, Time: m.Time, EventType: typ, Source: source,
 		})
-		b.outcomes[[2]string{m.Topic, OutcomeInvalid}]++
+		s.invalid++
 		return
 	}
 	if in.seen.add(ev.EventID) {
 		b.dups = append(b.dups, Duplicate{EventID: ev.EventID, Type: ev.Type, Source: ev.Source, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
-		b.outcomes[[2]string{m.Topic, OutcomeDuplicate}]++
+		s.dupes++
 		return
 	}
 	b.rows = append(b.rows, Row{Event: ev, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
-	b.outcomes[[2]string{m.Topic, OutcomeValid}]++
-	if ev.OccurredAt.After(b.newest[ev.Source]) {
-		b.newest[ev.Source] = ev.OccurredAt
-	}
+	s.valid++
+	b.observe(ev.Source, ev.OccurredAt)
 }
 
-// flush stores the batch, then commits its offsets. Store failures are
-// retried with backoff until they succeed or ctx ends; nothing is committed
-// before everything is stored.
+// flush stores the batch, then commits its offsets. The four writes run
+// at once, each retried with backoff until it succeeds or ctx ends; nothing
+// is committed before all of them succeeded.
 func (in *Ingester) flush(ctx context.Context, b *batch) error {
 	if b.msgs == 0 {
 		return nil
 	}
 	where := b.where()
-	steps := []struct {
+	type step struct {
 		target, table string
 		n             int
 		fn            func(context.Context) error
-	}{
+	}
+	steps := []step{
 		{"clickhouse", "events", len(b.rows), func(ctx context.Context) error { return in.w.InsertEvents(ctx, b.rows) }},
 		{"clickhouse", "dead_letters", len(b.dead), func(ctx context.Context) error { return in.w.InsertDeadLetters(ctx, b.dead) }},
 		{"clickhouse", "duplicates", len(b.dups), func(ctx context.Context) error { return in.w.InsertDuplicates(ctx, b.dups) }},
 	}
 	if in.dlq != nil {
-		steps = append(steps, struct {
-			target, table string
-			n             int
-			fn            func(context.Context) error
-		}{"kafka", "dlq", len(b.dead), func(ctx context.Context) error { return in.dlq.Publish(ctx, b.dead) }})
+		steps = append(steps, step{"kafka", "dlq", len(b.dead), func(ctx context.Context) error { return in.dlq.Publish(ctx, b.dead) }})
 	}
-	for _, s := range steps {
+	var wg sync.WaitGroup
+	errs := make([]error, len(steps))
+	for i, s := range steps {
 		if s.n == 0 {
 			continue
 		}
-		if err := in.retry(ctx, s.target, s.table, s.n, where, s.fn); err != nil {
-			return err
-		}
+		wg.Go(func() { errs[i] = in.retry(ctx, s.target, s.table, s.n, where, s.fn) })
 	}
-	in.commit(ctx, b)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	in.commit(ctx, b, where)
 
-	for k, n := range b.outcomes {
-		in.m.Messages.WithLabelValues(k[0], k[1]).Add(float64(n))
+	for _, s := range b.spans {
+		in.m.Messages.WithLabelValues(s.topic, OutcomeValid).Add(float64(s.valid))
+		in.m.Messages.WithLabelValues(s.topic, OutcomeInvalid).Add(float64(s.invalid))
+		in.m.Messages.WithLabelValues(s.topic, OutcomeDuplicate).Add(float64(s.dupes))
 	}
 	in.logDeadLetters(b.dead)
 	for _, d := range b.dead {
@@ -250,10 +335,10 @@ func (in *Ingester) flush(ctx context.Context, b *batch) error {
 			in.m.DLQWrites.WithLabelValues(d.Topic + in.cfg.DLQ.Suffix).Inc()
 		}
 	}
-	for source, t := range b.newest {
-		if t.After(in.newest[source]) {
-			in.newest[source] = t
-			in.m.LastEventTime.WithLabelValues(source).Set(float64(t.Unix()))
+	for _, st := range b.newest {
+		if st.t.After(in.newest[st.source]) {
+			in.newest[st.source] = st.t
+			in.m.LastEventTime.WithLabelValues(st.source).Set(float64(st.t.Unix()))
 		}
 	}
 	in.m.BatchRows.Observe(float64(b.msgs))
@@ -294,10 +379,10 @@ func (in *Ingester) retry(ctx context.Context, target, table string, n int, wher
 // commit commits the last offset of every partition in the batch. A failed
 // commit (say, after a rebalance moved the partition) is logged and left:
 // the new owner re-reads those messages and storage deduplicates them.
-func (in *Ingester) commit(ctx context.Context, b *batch) {
-	msgs := make([]kafka.Message, 0, len(b.last))
-	for _, m := range b.last {
-		msgs = append(msgs, m)
+func (in *Ingester) commit(ctx context.Context, b *batch, where string) {
+	msgs := make([]kafka.Message, len(b.spans))
+	for i, s := range b.spans {
+		msgs[i] = kafka.Message{Topic: s.topic, Partition: s.partition, Offset: s.last}
 	}
 	var err error
 	for attempt := 1; attempt <= 3; attempt++ {
@@ -310,7 +395,7 @@ func (in *Ingester) commit(ctx context.Context, b *batch) {
 		}
 	}
 	in.m.CommitErrors.Inc()
-	in.log.Warn("offset commit failed; the stored messages will be re-delivered and deduplicated", "offsets", b.where(), "err", err)
+	in.log.Warn("offset commit failed; the stored messages will be re-delivered and deduplicated", "offsets", where, "err", err)
 }
 
 // logDeadLetters logs the first dead letter of each reason in a batch, with a count.
@@ -354,24 +439,21 @@ func truncate(s string, n int) string {
 
 // where says which offsets a batch holds, for logs: topic/partition:first-last, ….
 func (b *batch) where() string {
-	tps := make([]topicPartition, 0, len(b.last))
-	for tp := range b.last {
-		tps = append(tps, tp)
-	}
-	sort.Slice(tps, func(i, j int) bool {
-		if tps[i].topic != tps[j].topic {
-			return tps[i].topic < tps[j].topic
+	spans := append([]partitionSpan(nil), b.spans...)
+	sort.Slice(spans, func(i, j int) bool {
+		if spans[i].topic != spans[j].topic {
+			return spans[i].topic < spans[j].topic
 		}
-		return tps[i].partition < tps[j].partition
+		return spans[i].partition < spans[j].partition
 	})
-	s := ""
-	for i, tp := range tps {
+	var s strings.Builder
+	for i, sp := range spans {
 		if i > 0 {
-			s += ", "
+			s.WriteString(", ")
 		}
-		s += fmt.Sprintf("%s/%d:%d-%d", tp.topic, tp.partition, b.first[tp], b.last[tp].Offset)
+		fmt.Fprintf(&s, "%s/%d:%d-%d", sp.topic, sp.partition, sp.first, sp.last)
 	}
-	return s
+	return s.String()
 }
 
 func (in *Ingester) backoff(attempt int) time.Duration {

@@ -12,14 +12,19 @@ import (
 // committed only by the Ingester (CommitInterval 0: synchronous, explicit);
 // a new group starts from the earliest offset so nothing produced before the
 // first start is skipped.
+//
+// Fetches return as soon as a partition has data (MinBytes 1) and at most
+// 4 MiB; MaxWait is also kafka-go's read deadline for a fetch response, and
+// at 250 ms a busy broker answering a dozen partitions at once missed it,
+// which showed as "i/o timeout" warnings and reconnects on every start.
 func NewKafkaSource(brokers, topics []string, groupID string, logger *slog.Logger) *kafka.Reader {
 	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:                brokers,
 		GroupID:                groupID,
 		GroupTopics:            topics,
 		MinBytes:               1,
-		MaxBytes:               8 << 20,
-		MaxWait:                250 * time.Millisecond,
+		MaxBytes:               4 << 20,
+		MaxWait:                time.Second,
 		QueueCapacity:          10000,
 		ReadBatchTimeout:       10 * time.Second,
 		CommitInterval:         0,

@@ -15,7 +15,8 @@ const (
 
 // Metrics instruments the ingest role. Labels are bounded: topic (configured
 // topics), outcome (3 values), reason (events.Reasons), source (producing
-// systems, a handful per deployment), target (clickhouse, kafka).
+// systems, a handful per deployment), target (clickhouse, kafka), partition
+// (the partitions of the configured topics).
 type Metrics struct {
 	Messages       *prometheus.CounterVec
 	DeadLetters    *prometheus.CounterVec
@@ -28,6 +29,7 @@ type Metrics struct {
 	CommitErrors   prometheus.Counter
 	LastEventTime  *prometheus.GaugeVec
 	LastIngestTime prometheus.Gauge
+	ConsumerLag    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the ingest metrics with reg (nil: not registered).
@@ -68,6 +70,10 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 		LastIngestTime: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kpibridge_ingest_last_flush_timestamp_seconds", Help: "When a batch was last stored and committed.",
 		}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kpibridge_ingest_consumer_lag_messages",
+			Help: "Messages not yet committed by the ingest consumer group (high watermark - committed offset), by topic and partition; the same whole-group figure from every ingest process.",
+		}, []string{"topic", "partition"}),
 	}
 	for _, t := range topics {
 		for _, o := range []string{OutcomeValid, OutcomeInvalid, OutcomeDuplicate} {
@@ -79,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Messages, m.DeadLetters, m.DLQWrites, m.BatchRows, m.InsertDuration, m.InsertErrors,
-			m.Retries, m.Commits, m.CommitErrors, m.LastEventTime, m.LastIngestTime)
+			m.Retries, m.Commits, m.CommitErrors, m.LastEventTime, m.LastIngestTime, m.ConsumerLag)
 	}
 	return m
 }

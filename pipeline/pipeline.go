@@ -210,8 +210,9 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 		pub = dlq
 	}
 	src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, log)
-	in, err := ingest.New(cfg.Ingest, src, ingest.NewClickHouseWriter(conn, cfg.Ingest.DLQ.MaxPayloadBytes), pub, dec,
-		ingest.NewMetrics(p.reg, cfg.Kafka.Topics), log)
+	metrics := ingest.NewMetrics(p.reg, cfg.Kafka.Topics)
+	lag := ingest.NewLagMonitor(cfg.Kafka.Brokers, cfg.Ingest.GroupID, cfg.Kafka.Topics, ingest.LagInterval, metrics, log)
+	in, err := ingest.New(cfg.Ingest, src, ingest.NewClickHouseWriter(conn, cfg.Ingest.DLQ.MaxPayloadBytes), pub, dec, metrics, log)
 	if err != nil {
 		src.Close()
 		conn.Close()
@@ -225,6 +226,13 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 		if dlq != nil {
 			defer dlq.Close()
 		}
+		lagCtx, stopLag := context.WithCancel(ctx)
+		lagDone := make(chan struct{})
+		go func() {
+			defer close(lagDone)
+			lag.Run(lagCtx)
+		}()
+		defer func() { stopLag(); <-lagDone }()
 		return in.Run(ctx)
 	}, nil
 }

@@ -3,6 +3,7 @@
 # Needs the private ClickHouse server (started here if it is not running).
 #   BENCHTIME=3x make bench                   more iterations
 #   KPIBRIDGE_BENCH_EVENTS=1000000 make bench  a smaller transform data set (default 10 M)
+#   INGEST_RUNS=5 make bench                  runs of the end-to-end ingest benchmark (default 3)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,3 +22,9 @@ echo "== scrape latency, 2,000 KPI series (target p99 <= 50 ms)"
 go test -run XXX -bench Scrape -benchtime "${SCRAPES:-500x}" ./exporter/
 echo "== full default catalog refresh over ${KPIBRIDGE_BENCH_EVENTS:-10000000} events (target <= 5 s)"
 go test -run XXX -bench DefaultCatalogRefresh -benchtime 1x -timeout 60m ./transform/
+echo "== ingest hot spots: dedupe window, ClickHouse insert of one 50,000-row batch"
+go test -run XXX -bench SeenSetAdd -benchmem ./ingest/
+go test -run XXX -bench InsertEvents -benchtime 20x -benchmem ./ingest/
+echo "== ingest end to end: ~1 M generated events (1 % invalid, 5 % duplicates) in the embedded broker,"
+echo "   consumed by 'kpibridge run --role ingest' at default settings (targets: >= 250k events/s, <= 2.5 CPU-µs/event, <= 300 MB RSS)"
+go test -run XXX -bench IngestEndToEnd -benchtime 1x -count "${INGEST_RUNS:-3}" -timeout 60m ./internal/ingestbench/

@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	for _, register := range []func(*kingpin.Application, *app) []registered{
 		registerKPIs,
 		registerCustomer,
+		registerDLQ,
 	} {
 		for _, r := range register(k, a) {
 			actions[r.name] = r.run
