@@ -7,14 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-started=""
-cleanup() { [ -n "$started" ] && scripts/clickhouse.sh stop || true; }
-trap cleanup EXIT
-if ! scripts/clickhouse.sh status; then
-	scripts/clickhouse.sh start
-	started=1
-fi
-export KPIBRIDGE_TEST_CLICKHOUSE_DSN=$(scripts/clickhouse.sh dsn)
+. scripts/lib.sh
 
 echo "== decoder and generator"
 go test -run XXX -bench . -benchmem -benchtime "${BENCHTIME:-1s}" ./events/ ./generate/

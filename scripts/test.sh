@@ -8,14 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mkdir -p .run
 
-started=""
-cleanup() { [ -n "$started" ] && scripts/clickhouse.sh stop || true; }
-trap cleanup EXIT
-if ! scripts/clickhouse.sh status; then
-	scripts/clickhouse.sh start
-	started=1
-fi
-export KPIBRIDGE_TEST_CLICKHOUSE_DSN=$(scripts/clickhouse.sh dsn)
+. scripts/lib.sh
 
 echo "== go vet"
 go vet ./...

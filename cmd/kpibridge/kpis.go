@@ -12,7 +12,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/kpibridge/kpibridge/catalog"
-	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
@@ -73,11 +72,7 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 			if err != nil {
 				return err
 			}
-			target, err := store.ParseDSN(cfg.ClickHouse.DSN)
-			if err != nil {
-				return err
-			}
-			conn, err := store.Open(ctx, target)
+			conn, err := a.openStore(ctx, cfg)
 			if err != nil {
 				return err
 			}

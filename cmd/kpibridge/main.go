@@ -16,6 +16,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/kpibridge/kpibridge/config"
+	"github.com/kpibridge/kpibridge/store"
 )
 
 // buildVersion is set at build time with -ldflags "-X main.buildVersion=…".
@@ -145,6 +146,15 @@ func (a *app) config() (config.Config, error) {
 		return cfg, fmt.Errorf("invalid %s:\n%w", where, err)
 	}
 	return cfg, nil
+}
+
+// openStore connects to the configured ClickHouse database.
+func (a *app) openStore(ctx context.Context, cfg config.Config) (store.Conn, error) {
+	target, err := store.ParseDSN(cfg.ClickHouse.DSN)
+	if err != nil {
+		return nil, err
+	}
+	return store.Open(ctx, target)
 }
 
 func (a *app) logger() *slog.Logger {

@@ -44,17 +44,9 @@ func Produce(t testing.TB, addr string, msgs ...kafka.Message) {
 // read) per partition of topic; partitions without a commit are absent.
 func CommittedOffsets(t testing.TB, addr, group, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c, ctx, cancel := client(addr)
 	defer cancel()
-	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(meta.Topics) != 1 {
-		t.Fatalf("metadata of %s: %v", topic, err)
-	}
-	var parts []int
-	for _, p := range meta.Topics[0].Partitions {
-		parts = append(parts, p.ID)
-	}
+	parts := partitions(t, ctx, c, topic)
 	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
 		t.Fatalf("offset fetch for group %s: %v", group, err)
@@ -71,16 +63,11 @@ func CommittedOffsets(t testing.TB, addr, group, topic string) map[int]int64 {
 // EndOffsets returns the high watermark of every partition of topic.
 func EndOffsets(t testing.TB, addr, topic string) map[int]int64 {
 	t.Helper()
-	c := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	c, ctx, cancel := client(addr)
 	defer cancel()
-	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil || len(meta.Topics) != 1 {
-		t.Fatalf("metadata of %s: %v", topic, err)
-	}
 	req := map[string][]kafka.OffsetRequest{}
-	for _, p := range meta.Topics[0].Partitions {
-		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
+	for _, p := range partitions(t, ctx, c, topic) {
+		req[topic] = append(req[topic], kafka.LastOffsetOf(p))
 	}
 	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
 	if err != nil {
@@ -115,4 +102,23 @@ func WaitGroupMembers(t testing.TB, addr, group string, n int) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("group %s has %d members with partitions after 60s, want %d", group, got, n)
+}
+
+func client(addr string) (*kafka.Client, context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second}, ctx, cancel
+}
+
+// partitions lists the partition ids of topic.
+func partitions(t testing.TB, ctx context.Context, c *kafka.Client, topic string) []int {
+	t.Helper()
+	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(meta.Topics) != 1 {
+		t.Fatalf("metadata of %s: %v", topic, err)
+	}
+	var ids []int
+	for _, p := range meta.Topics[0].Partitions {
+		ids = append(ids, p.ID)
+	}
+	return ids
 }
