@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
+	"runtime/debug"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +165,39 @@ func TestGenerateToFilesWithExactSummary(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, nil, "generate", "--days", "0", "--out", filepath.Join(dir, "x.ndjson")); code == 0 || !strings.Contains(errOut, "--days") {
 		t.Errorf("--days 0: exit %d, %s", code, errOut)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // restore
+	none := func(string) string { return "" }
+	tests := []struct {
+		name  string
+		flag  string
+		roles []string
+		env   func(string) string
+		want  int64
+	}{
+		{"ingest-only default", "", []string{"ingest"}, none, 256 << 20},
+		{"explicit", "1GiB", []string{"ingest", "transform"}, none, 1 << 30},
+		{"GOMEMLIMIT wins", "1GiB", []string{"ingest"}, func(k string) string { return map[string]string{"GOMEMLIMIT": "512MiB"}[k] }, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetMemoryLimit(math.MaxInt64)
+			if err := setMemoryLimit(tt.flag, tt.roles, tt.env); err != nil {
+				t.Fatal(err)
+			}
+			got := debug.SetMemoryLimit(-1)
+			if tt.want == -1 {
+				tt.want = math.MaxInt64 // untouched
+			}
+			if got != tt.want {
+				t.Errorf("limit %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if err := setMemoryLimit("lots", nil, none); err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+		t.Errorf("bad value: %v", err)
 	}
 }
