@@ -101,7 +101,11 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	for _, n := range catalog.SortedKeys(m.Where) {
 		addUsed(n)
 	}
-	if m.TimeField != catalog.NoTimeField {
+	// The events source applies a raw time column's window inside its
+	// innermost select already; repeating it outside would only keep the
+	// column alive and defeat the DISTINCT of distinct-count measures.
+	windowInside := m.Source == "events" && m.TimeField != catalog.NoTimeField && src.Columns[m.TimeField].Expr == ""
+	if m.TimeField != catalog.NoTimeField && !windowInside {
 		addUsed(m.TimeField)
 	}
 
@@ -120,7 +124,7 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	// Outer filters: the window, then the where conditions.
 	var conds []string
 	// Lifetime windows filter too: [epoch, now] keeps out "never happened" ($never) times.
-	if m.TimeField != catalog.NoTimeField {
+	if m.TimeField != catalog.NoTimeField && !windowInside {
 		t := c.ref(m.TimeField)
 		conds = append(conds, fmt.Sprintf("%s >= %s AND %s < %s", t, c.bind(p.WindowStart), t, c.bind(p.WindowEnd)))
 	}
@@ -263,9 +267,16 @@ func (c *compiler) fromEvents(used []string) string {
 	keys := func() string {
 		return "SELECT " + catalog.IdentifierExpr + " FROM events" + where()
 	}
+	// Counts and sums see each event once (LIMIT 1 BY event_id). Distinct
+	// counts need neither the event nor its repeats: DISTINCT over the
+	// columns they use collapses a person's many events into one row before
+	// any join, which is most of their cost.
 	inner := "SELECT " + strings.Join(l1, ", ") + " FROM events" + where()
-	if needsDedupe(c.m.Aggregate) {
+	switch {
+	case needsDedupe(c.m.Aggregate):
 		inner += " LIMIT 1 BY event_id"
+	case c.m.Aggregate == "count_distinct" || c.m.Aggregate == "count_groups_with_min_distinct":
+		inner = "SELECT DISTINCT" + strings.TrimPrefix(inner, "SELECT")
 	}
 	if need == 1 {
 		return "(" + inner + ")"
