@@ -10,23 +10,14 @@ import (
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
-	"github.com/kpibridge/kpibridge/store"
 )
 
 // BenchmarkInsertEvents writes batches of 50 000 rows (the default
 // batch.max_rows) of a realistic shape; ns/op is per batch, and the
 // client-side cost per row is what this file's writer controls.
 func BenchmarkInsertEvents(b *testing.B) {
-	target := testenv.ClickHouse(b)
+	_, conn := testenv.MigratedClickHouse(b)
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		b.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
 	const n = 50000
 	rows := make([]ingest.Row, n)
 	at := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)

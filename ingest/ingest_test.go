@@ -34,17 +34,8 @@ type env struct {
 
 func setup(t *testing.T, partitions int) *env {
 	t.Helper()
-	target := testenv.ClickHouse(t)
+	target, conn := testenv.MigratedClickHouse(t)
 	addr := testenv.Broker(t, partitions)
-	ctx := context.Background()
-	if _, err := store.Migrate(ctx, target, nil); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := store.Open(ctx, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	return &env{t: t, addr: addr, target: target, conn: conn}
 }
 
