@@ -20,7 +20,9 @@ type Column struct {
 	// Layer 1 is the deduplicated event row; 2 needs the identity map
 	// (customer); 3 needs the customer's attributes.
 	Layer int
-	Doc   string
+	// Uses are the raw columns Expr reads.
+	Uses []string
+	Doc  string
 }
 
 // Source is a table (or view) measures aggregate over.
@@ -72,17 +74,17 @@ var Sources = map[string]Source{
 			"clicks":         raw(Number, "campaign.daily_stats clicks"),
 			"occurred_at":    raw(Time, "when it happened"),
 			"ingested_at":    raw(Time, "when kpibridge stored it"),
-			"signed_amount": {Kind: Number, Layer: 1, Expr: "if(type = 'order.refunded', -amount, amount)",
+			"signed_amount": {Kind: Number, Layer: 1, Expr: "if(type = 'order.refunded', -amount, amount)", Uses: []string{"type", "amount"},
 				Doc: "amount, negative for refunds: sum over order.placed and order.refunded is net revenue"},
-			"touch_channel": {Kind: String, Layer: 1, Expr: TouchChannelExpr,
+			"touch_channel": {Kind: String, Layer: 1, Expr: TouchChannelExpr, Uses: []string{"type", "order_channel"},
 				Doc: "where the customer engaged: web, mobile_app, email, or the order channel"},
-			"identifier": {Kind: String, Layer: 1, Expr: IdentifierExpr, Doc: "the event's best identity key (crm:, email:, anon:)"},
-			"customer": {Kind: String, Layer: 2, Expr: "if(mapped_customer != '', mapped_customer, identifier)",
-				Doc: "the resolved customer id (one view of the customer)"},
+			"identifier":                   {Kind: String, Layer: 1, Expr: IdentifierExpr, Uses: []string{"crm_contact_id", "email_hash", "anonymous_id"}, Doc: "the event's best identity key (crm:, email:, anon:)"},
+			"customer":                     {Kind: String, Layer: 2, Doc: "the resolved customer id (one view of the customer)"},
 			"customer.acquisition_channel": {Kind: String, Layer: 3, Expr: "c_acquisition_channel", Doc: "channel of the customer's first campaign touch"},
 			"customer.segment":             {Kind: String, Layer: 3, Expr: "c_segment", Doc: "the customer's CRM segment"},
 			"customer.country":             {Kind: String, Layer: 3, Expr: "c_country", Doc: "the customer's country"},
-			"customer.is_crm":              {Kind: Number, Layer: 3, Expr: "c_is_crm", Doc: "1 when the customer is known to the CRM"},
+			// The canonical id of a customer known to the CRM is its CRM key.
+			"customer.is_crm": {Kind: Number, Layer: 2, Expr: "toUInt8(substring(customer, 1, 4) = 'crm:')", Doc: "1 when the customer is known to the CRM"},
 		},
 	},
 	"customers": {

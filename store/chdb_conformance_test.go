@@ -62,7 +62,7 @@ func TestChDBConformance(t *testing.T) {
 			})
 		}
 	}
-	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs"} {
+	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs", "resolved_events", "customer_merges"} {
 		if got := chdbQuery(t, s, "SELECT count() FROM system.tables WHERE database = 'conformance' AND name = '"+table+"'"); got != "1" {
 			t.Errorf("table %s not created on current ClickHouse", table)
 		}
@@ -109,7 +109,7 @@ func TestChDBConformance(t *testing.T) {
 		}
 	}
 	t.Logf("%d KPI queries ran on current ClickHouse", n)
-	for _, q := range []transform.Query{transform.CustomersQuery(nil, true, now), transform.CustomersQuery([]string{"crm:1", "anon:x"}, false, now)} {
+	for _, q := range []transform.Query{transform.ResolveEventsQuery(now.Add(-time.Hour), now), transform.CustomersQuery(nil, true, now), transform.CustomersQuery([]string{"crm:1", "anon:x"}, false, now)} {
 		chdbQuery(t, s, inline(t, q))
 	}
 }

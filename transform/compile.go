@@ -53,8 +53,8 @@ func (c *compiler) bind(v any) string {
 // ref is how a column is written in the outer query.
 func (c *compiler) ref(name string) string {
 	col := c.src.Columns[name]
-	if col.Layer == 3 {
-		return col.Expr // the joined attribute's alias
+	if col.Layer >= 2 && col.Expr != "" {
+		return col.Expr // over the customer, or the joined attribute's alias
 	}
 	return quoteIdent(name)
 }
@@ -147,9 +147,12 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	var sql string
 	switch m.Aggregate {
 	case "count_groups_with_min_distinct":
+		// Distinct (dimension, group, value) rows first: a group then
+		// qualifies by counting its rows, cheaper than a set per group.
 		g, f := c.ref(m.GroupBy), c.ref(m.Field)
-		sql = fmt.Sprintf("SELECT dim_value, toFloat64(count()) AS value FROM (\nSELECT %s AS dim_value, %s AS group_key\nFROM %s%s%s\nGROUP BY dim_value, group_key\nHAVING uniqExactIf(%s, toString(%s) != '') >= %s\n)\nGROUP BY dim_value\nORDER BY dim_value",
-			dimExpr, g, from, where, andNonEmpty(where, g), f, f, c.bind(int64(m.Min)))
+		where += andNonEmpty(where, g) + "\n  AND toString(" + f + ") != ''"
+		sql = fmt.Sprintf("SELECT dim_value, toFloat64(count()) AS value FROM (\nSELECT dim_value, group_key FROM (\nSELECT DISTINCT %s AS dim_value, %s AS group_key, %s AS counted\nFROM %s%s\n)\nGROUP BY dim_value, group_key\nHAVING count() >= %s\n)\nGROUP BY dim_value\nORDER BY dim_value",
+			dimExpr, g, f, from, where, c.bind(int64(m.Min)))
 	default:
 		// HAVING: an empty group has no value (ClickHouse returns one row for a constant key even over no rows).
 		sql = fmt.Sprintf("SELECT %s AS dim_value, %s AS value\nFROM %s%s\nGROUP BY dim_value\nHAVING count() > 0\nORDER BY dim_value", dimExpr, agg, from, where)
@@ -220,17 +223,19 @@ func (c *compiler) from(used []string) (string, error) {
 	return "", fmt.Errorf("unknown source %q", c.m.Source)
 }
 
-// fromEvents deduplicates events by event_id (LIMIT 1 BY, so each event
-// counts once before ClickHouse merges re-deliveries), pre-filtered on raw
-// columns so the sorting key and partitions prune, then joins the identity
-// map (layer 2) and customer attributes (layer 3) when needed.
+// fromEvents reads each event once. Measures of the event alone read
+// events, deduplicated by event_id (LIMIT 1 BY, so each event counts once
+// before ClickHouse merges re-deliveries) and pre-filtered on raw columns so
+// the sorting key and partitions prune. Measures of the customer (layer 2)
+// read resolved_events, which the identity resolver keeps with one row per
+// event and its customer; customer attributes (layer 3) join customers.
 func (c *compiler) fromEvents(used []string) string {
 	need := c.layer(used)
 	var l1 []string
 	addCol := func(n string) {
 		col := c.src.Columns[n]
 		expr := quoteIdent(n)
-		if col.Expr != "" {
+		if col.Expr != "" && !(need >= 2 && n == "identifier") { // resolved_events stores the identifier
 			expr = col.Expr + " AS " + quoteIdent(n)
 		}
 		if !slices.Contains(l1, expr) {
@@ -241,9 +246,6 @@ func (c *compiler) fromEvents(used []string) string {
 		if c.src.Columns[n].Layer == 1 {
 			addCol(n)
 		}
-	}
-	if need >= 2 {
-		addCol("identifier")
 	}
 	// Pre-filters on raw columns only: the same rows of one event_id are
 	// identical. Built anew each time it is written, since arguments bind in
@@ -262,40 +264,49 @@ func (c *compiler) fromEvents(used []string) string {
 		}
 		return " WHERE " + strings.Join(pre, " AND ")
 	}
-	// keys restricts a join's right side to the identity keys of the events
-	// this measure reads, so the hash table holds those, not every key.
-	keys := func() string {
-		return "SELECT " + catalog.IdentifierExpr + " FROM events" + where()
-	}
-	// Counts and sums see each event once (LIMIT 1 BY event_id). Distinct
-	// counts need neither the event nor its repeats: DISTINCT over the
-	// columns they use collapses a person's many events into one row before
-	// any join, which is most of their cost.
-	inner := "SELECT " + strings.Join(l1, ", ") + " FROM events" + where()
-	switch {
-	case needsDedupe(c.m.Aggregate):
-		inner += " LIMIT 1 BY event_id"
-	case c.m.Aggregate == "count_distinct" || c.m.Aggregate == "count_groups_with_min_distinct":
-		inner = "SELECT DISTINCT" + strings.TrimPrefix(inner, "SELECT")
-	}
+	distinct := c.m.Aggregate == "count_distinct" || c.m.Aggregate == "count_groups_with_min_distinct"
 	if need == 1 {
+		// Counts and sums see each event once (LIMIT 1 BY event_id).
+		// Distinct counts need neither the event nor its repeats: DISTINCT
+		// over the columns they use collapses them into one row.
+		inner := "SELECT " + strings.Join(l1, ", ") + " FROM events" + where()
+		switch {
+		case needsDedupe(c.m.Aggregate):
+			inner += " LIMIT 1 BY event_id"
+		case distinct:
+			inner = "SELECT DISTINCT" + strings.TrimPrefix(inner, "SELECT")
+		}
 		return "(" + inner + ")"
 	}
-	names := make([]string, 0, len(l1))
+	// The raw columns the layer-1 columns read from resolved_events.
+	var raw []string
 	for _, n := range used {
-		if c.src.Columns[n].Layer == 1 {
-			names = append(names, quoteIdent(n))
+		col := c.src.Columns[n]
+		if col.Layer != 1 {
+			continue
+		}
+		deps := col.Uses
+		if col.Expr == "" || n == "identifier" {
+			deps = []string{n}
+		}
+		for _, d := range deps {
+			if !slices.Contains(raw, d) {
+				raw = append(raw, d)
+			}
 		}
 	}
-	if !slices.Contains(names, quoteIdent("identifier")) {
-		names = append(names, quoteIdent("identifier"))
-	}
-	l2 := fmt.Sprintf("SELECT %s, %s AS customer FROM (%s) AS deduped ANY LEFT JOIN (SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL WHERE identifier IN (%s)) AS idmap USING identifier",
-		strings.Join(names, ", "), c.src.Columns["customer"].Expr, inner, keys())
+	sel := append(slices.Clone(l1), quoteIdent("customer"))
+	l2 := "SELECT " + strings.Join(sel, ", ") + " FROM (" + ResolvedSQL(raw, where()) + ")"
 	if need == 2 {
 		return "(" + l2 + ")"
 	}
-	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country, is_crm AS c_is_crm FROM customers FINAL WHERE merged_into = '' AND customer_id IN (SELECT customer_id FROM identity_map FINAL WHERE identifier IN (%s))) AS attrs USING customer)", l2, keys())
+	// Attributes: distinct counts first collapse a person's rows, which
+	// is most of the join's cost; the join reads the attributes of the
+	// customers these rows name (or that ids in them merged into).
+	if distinct {
+		l2 = "SELECT DISTINCT" + strings.TrimPrefix(l2, "SELECT")
+	}
+	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country FROM customers FINAL WHERE merged_into = '' AND (customer_id IN (SELECT customer FROM resolved_events%s) OR customer_id IN (SELECT customer_id FROM customer_merges))) AS attrs USING customer)", l2, where())
 }
 
 // needsDedupe: re-delivered copies of an event change counts and sums, but

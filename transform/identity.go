@@ -31,6 +31,7 @@ type Resolver struct {
 	parent  map[string]string   // union-find forest
 	members map[string][]string // root → every key of its group
 	stored  map[string]string   // key → customer_id as last written to identity_map
+	former  map[string]string   // former customer id → customer as last written to customer_merges
 
 	watermark time.Time // ingested_at up to which events were read
 	loaded    bool
@@ -43,7 +44,7 @@ type Resolver struct {
 
 // NewResolver returns a resolver over conn; call Update to bring it up to date.
 func NewResolver(conn store.Conn, logger *slog.Logger) *Resolver {
-	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{},
+	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{}, former: map[string]string{},
 		Overlap: 5 * time.Minute, FullRebuildAbove: 5000}
 }
 
@@ -123,6 +124,21 @@ func (r *Resolver) load(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load identity_map: %w", err)
 	}
+	mrows, err := r.conn.Query(ctx, "SELECT former, customer_id FROM customer_merges FINAL")
+	if err != nil {
+		return fmt.Errorf("load customer_merges: %w", err)
+	}
+	defer mrows.Close()
+	for mrows.Next() {
+		var former, cust string
+		if err := mrows.Scan(&former, &cust); err != nil {
+			return fmt.Errorf("load customer_merges: %w", err)
+		}
+		r.former[former] = cust
+	}
+	if err := mrows.Err(); err != nil {
+		return fmt.Errorf("load customer_merges: %w", err)
+	}
 	var wm string
 	err = r.conn.QueryRow(ctx, "SELECT argMax(value, updated_at) FROM transform_state WHERE key = 'identity_watermark'").Scan(&wm)
 	if err != nil {
@@ -200,6 +216,7 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 	changedCustomers := map[string]bool{}
 	var mapIDs, mapCust []string
 	var tombstones [][2]string // old customer id, survivor
+	var merges [][2]string     // former customer id, the customer it belongs to now
 	for root := range touched {
 		root = r.find(root)
 		canon := r.canonical(root)
@@ -209,6 +226,11 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 		changedCustomers[canon] = true
 		for _, m := range r.members[root] {
 			old, ok := r.stored[m]
+			// A key that ever was a customer id may label rows of
+			// resolved_events: point it at the customer it belongs to now.
+			if f, wasFormer := r.former[m]; m != canon && ((ok && old == m) || (wasFormer && f != canon)) {
+				merges = append(merges, [2]string{m, canon})
+			}
 			if ok && old == canon {
 				continue
 			}
@@ -222,11 +244,24 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 	st.Changed = len(mapIDs)
 	st.Merged = len(tombstones)
 	now := time.Now().UTC()
+	// Merges first: after a crash between the two writes, a restart reloads
+	// the old identity_map, finds the same merges and completes them.
+	if err := r.writeMerges(ctx, merges, now); err != nil {
+		return st, err
+	}
+	for _, m := range merges {
+		r.former[m[0]] = m[1]
+	}
 	if err := r.writeMap(ctx, mapIDs, mapCust, now); err != nil {
 		return st, err
 	}
 	for i, id := range mapIDs {
 		r.stored[id] = mapCust[i]
+	}
+	// New events join resolved_events with the customer they resolve to now.
+	q := ResolveEventsQuery(from, upper)
+	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+		return st, fmt.Errorf("identity: resolve events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
 	}
 	ids := make([]string, 0, len(changedCustomers))
 	for c := range changedCustomers {
@@ -291,6 +326,26 @@ func (r *Resolver) writeMap(ctx context.Context, ids, cust []string, now time.Ti
 	return nil
 }
 
+func (r *Resolver) writeMerges(ctx context.Context, merges [][2]string, now time.Time) error {
+	if len(merges) == 0 {
+		return nil
+	}
+	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO customer_merges (former, customer_id, updated_at)")
+	if err != nil {
+		return fmt.Errorf("write customer_merges: %w", err)
+	}
+	for _, m := range merges {
+		if err := batch.Append(m[0], m[1], now); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("write customer_merges: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("write %d rows to customer_merges: %w", len(merges), err)
+	}
+	return nil
+}
+
 func (r *Resolver) writeTombstones(ctx context.Context, ts [][2]string, now time.Time) error {
 	if len(ts) == 0 {
 		return nil
@@ -326,8 +381,8 @@ func (r *Resolver) saveWatermark(ctx context.Context, wm, now time.Time) error {
 	return nil
 }
 
-// customersSQL computes the 360 of every customer whose key is in the
-// identity map, from all of the customer's events, each counted once.
+// customersSQL computes the 360 of customers from resolved_events: every
+// event once, under the customer it belongs to now.
 const customersSQL = `INSERT INTO customers (customer_id, crm_contact_id, acquisition_channel, acquisition_campaign, segment, country,
   stage, orders, revenue, channels_count, is_crm, churned, first_seen, last_seen, first_order_at, last_order_at,
   reached_lead_at, reached_mql_at, reached_sql_at, reached_opportunity_at, reached_customer_at, won_at,
@@ -368,28 +423,31 @@ FROM (
     multiIf(type != 'lead.stage_changed', 0, stage = 'lead', 1, stage = 'mql', 2, stage = 'sql', 3, stage = 'opportunity', 4, stage = 'customer', 5, 0) AS stage_rank,
     ` + catalog.TouchChannelExpr + ` AS touch_channel,
     customer
-  FROM (
-    SELECT type, occurred_at, crm_contact_id, channel, campaign_id, segment, country, entity_id, amount, outcome, order_channel, stage,
-      ` + catalog.IdentifierExpr + ` AS identifier
-    FROM events LIMIT 1 BY event_id
-  ) AS deduped ANY INNER JOIN (SELECT identifier, customer_id AS customer FROM identity_map FINAL %s) AS idmap USING identifier
+  FROM (%s)
+  WHERE %s
 )
 GROUP BY customer`
+
+// customerColumns are the resolved_events columns the 360 reads.
+var customerColumns = []string{"type", "occurred_at", "crm_contact_id", "channel", "campaign_id", "segment", "country", "entity_id", "amount", "outcome", "order_channel", "stage"}
 
 // CustomersQuery is the INSERT … SELECT that recomputes the 360 of the given
 // customers, or of every customer when all is true.
 func CustomersQuery(ids []string, all bool, now time.Time) Query {
 	args := []any{never, never, never, never, never, never, never, never, never, never, now}
-	filter := ""
-	if !all {
-		ph := make([]string, len(ids))
-		for i, id := range ids {
-			ph[i] = "?"
+	if all {
+		return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, ""), "customer != ''"), Args: args}
+	}
+	ph := "?" + strings.Repeat(", ?", len(ids)-1)
+	// Read only the rows stored under these customers or under ids merged
+	// into them, then keep those that belong to them now.
+	pre := fmt.Sprintf(" WHERE customer IN (%s) OR customer IN (SELECT former FROM customer_merges WHERE customer_id IN (%s))", ph, ph)
+	for range 3 {
+		for _, id := range ids {
 			args = append(args, id)
 		}
-		filter = "WHERE customer_id IN (" + strings.Join(ph, ", ") + ")"
 	}
-	return Query{SQL: fmt.Sprintf(customersSQL, filter), Args: args}
+	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre), "customer IN ("+ph+")"), Args: args}
 }
 
 func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
@@ -399,6 +457,13 @@ func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bo
 	q := CustomersQuery(ids, full, now)
 	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 		return fmt.Errorf("recompute %d customers: %w", len(ids), err)
+	}
+	if full {
+		// A full rebuild wrote a new version of every customer: merge them
+		// now, so that reads with FINAL see one row per customer, not two.
+		if err := r.conn.Exec(ctx, "OPTIMIZE TABLE customers FINAL"); err != nil && r.log != nil {
+			r.log.Warn("could not merge the rebuilt customers table; KPIs over customers stay correct but slower until ClickHouse merges it", "err", err)
+		}
 	}
 	return nil
 }

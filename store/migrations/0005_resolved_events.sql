@@ -1,0 +1,47 @@
+-- Valid events resolved to their customer, one row per event_id, kept by the
+-- transform role's identity resolver: each update appends the events ingested
+-- since the last one that are not here yet, with the customer they resolve to
+-- at that moment. Customer-level KPIs scan this table instead of joining every
+-- event to identity_map. A customer id that later merges into another is
+-- redirected through customer_merges, and the rows themselves are never rewritten.
+-- The ReplacingMergeTree key is a safety net only: the resolver inserts each
+-- event_id once, so no query needs FINAL here.
+CREATE TABLE IF NOT EXISTS resolved_events (
+    event_id       String,
+    type           String,
+    occurred_at    DateTime('UTC'),
+    source         String,
+    channel        String,
+    campaign_id    String,
+    order_channel  String,
+    platform       String,
+    stage          String,
+    outcome        String,
+    segment        String,
+    country        String,
+    vendor         String,
+    currency       String,
+    entity_id      String,
+    crm_contact_id String,
+    email_hash     String,
+    anonymous_id   String,
+    topic          String,
+    amount         Float64,
+    impressions    UInt64,
+    clicks         UInt64,
+    ingested_at    DateTime('UTC'),
+    identifier     String,
+    customer       String
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (type, occurred_at, event_id);
+
+-- Customer ids that stopped being canonical (their customer merged into
+-- another) and the customer they belong to now, transitively. Small: one row
+-- per merge. Latest row per former id wins.
+CREATE TABLE IF NOT EXISTS customer_merges (
+    former      String,
+    customer_id String,
+    updated_at  DateTime('UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY former;

@@ -1,0 +1,62 @@
+package transform
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kpibridge/kpibridge/catalog"
+)
+
+// ResolvedColumns are the event columns resolved_events keeps besides
+// identifier and customer: every raw column of the events source, so any
+// measure that needs the customer can read all it filters and groups on.
+var ResolvedColumns = []string{"event_id", "type", "occurred_at", "source", "channel", "campaign_id", "order_channel", "platform",
+	"stage", "outcome", "segment", "country", "vendor", "currency", "entity_id", "crm_contact_id", "email_hash", "anonymous_id",
+	"topic", "amount", "impressions", "clicks", "ingested_at"}
+
+// ResolvedSQL selects cols and customer from resolved_events rows matching
+// where (a " WHERE …" clause on stored columns, or ""), with every customer
+// id that has since merged into another redirected to the customer it
+// belongs to now.
+func ResolvedSQL(cols []string, where string) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = quoteIdent(c)
+	}
+	list := strings.Join(names, ", ")
+	return fmt.Sprintf("SELECT %s, if(merged_to != '', merged_to, stored_customer) AS customer FROM (SELECT %s, customer AS stored_customer FROM resolved_events%s) AS stored ANY LEFT JOIN (SELECT former AS stored_customer, customer_id AS merged_to FROM customer_merges FINAL) AS merges USING stored_customer",
+		list, list, where)
+}
+
+// resolveEventsSQL appends the events ingested in [from, upper] that
+// resolved_events does not hold yet, each once, with the customer their
+// identity key maps to now (the key itself when it is not mapped yet).
+var resolveEventsSQL = func() string {
+	cols := make([]string, len(ResolvedColumns))
+	for i, c := range ResolvedColumns {
+		cols[i] = quoteIdent(c)
+	}
+	list := strings.Join(cols, ", ")
+	return `INSERT INTO resolved_events (` + list + `, identifier, customer)
+SELECT ` + list + `, identifier, if(mapped_customer != '', mapped_customer, identifier)
+FROM (
+  SELECT ` + list + `, ` + catalog.IdentifierExpr + ` AS identifier
+  FROM events
+  WHERE ingested_at >= ? AND ingested_at <= ?
+    AND (type, occurred_at, event_id) NOT IN (
+      SELECT type, occurred_at, event_id FROM resolved_events
+      WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?))
+  LIMIT 1 BY event_id
+) AS fresh
+ANY LEFT JOIN (
+  SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL
+  WHERE identifier IN (SELECT ` + catalog.IdentifierExpr + ` FROM events WHERE ingested_at >= ? AND ingested_at <= ?)
+) AS idmap USING identifier`
+}()
+
+// ResolveEventsQuery is the INSERT … SELECT that brings resolved_events up
+// to date with the events ingested in [from, upper].
+func ResolveEventsQuery(from, upper time.Time) Query {
+	return Query{SQL: resolveEventsSQL, Args: []any{from, upper, from, upper, from, upper}}
+}
