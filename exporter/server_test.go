@@ -67,4 +67,3 @@ func TestWebConfigFileEnablesBasicAuth(t *testing.T) {
 		t.Errorf("right password: %d, want 200", code)
 	}
 }
-

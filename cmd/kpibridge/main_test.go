@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"runtime/debug"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
