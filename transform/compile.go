@@ -39,10 +39,11 @@ var never = func() time.Time { t, _ := time.Parse("2006-01-02 15:04:05", catalog
 
 // compiler builds one query; args collects bound values in order.
 type compiler struct {
-	m    *catalog.Measure
-	src  catalog.Source
-	p    Params
-	args []any
+	m      *catalog.Measure
+	dimCol string
+	src    catalog.Source
+	p      Params
+	args   []any
 }
 
 func (c *compiler) bind(v any) string {
@@ -87,6 +88,17 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 			return Query{}, fmt.Errorf("source %s has no column %q for dimension %s", m.Source, dimCol, dimension)
 		}
 	}
+	c.dimCol = dimCol
+
+	// Pushed conditions compile inside the FROM clause, where errors are
+	// not returned: check their values first, on a scratch compiler.
+	for _, n := range catalog.SortedKeys(m.Where) {
+		if c.pushed(n) {
+			if _, err := (&compiler{m: m, src: src, p: p}).condition(n, m.Where[n], quoteIdent(n)); err != nil {
+				return Query{}, err
+			}
+		}
+	}
 
 	// Columns used outside the innermost select.
 	used := []string{}
@@ -99,7 +111,9 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	addUsed(m.Field)
 	addUsed(m.GroupBy)
 	for _, n := range catalog.SortedKeys(m.Where) {
-		addUsed(n)
+		if !c.pushed(n) {
+			addUsed(n)
+		}
 	}
 	// The events source applies a raw time column's window inside its
 	// innermost select already; repeating it outside would only keep the
@@ -129,7 +143,10 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 		conds = append(conds, fmt.Sprintf("%s >= %s AND %s < %s", t, c.bind(p.WindowStart), t, c.bind(p.WindowEnd)))
 	}
 	for _, n := range catalog.SortedKeys(m.Where) {
-		cond, err := c.condition(n, m.Where[n])
+		if c.pushed(n) {
+			continue
+		}
+		cond, err := c.condition(n, m.Where[n], c.ref(n))
 		if err != nil {
 			return Query{}, err
 		}
@@ -150,7 +167,18 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 		// Distinct (dimension, group, value) rows first: a group then
 		// qualifies by counting its rows, cheaper than a set per group.
 		g, f := c.ref(m.GroupBy), c.ref(m.Field)
-		where += andNonEmpty(where, g) + "\n  AND toString(" + f + ") != ''"
+		nonEmpty := []string{g + " != ''", "toString(" + f + ") != ''"}
+		if c.countsCustomers(m.GroupBy) {
+			g, nonEmpty[0] = "customer_key", "customer_key != 0"
+		}
+		if c.countsCustomers(m.Field) {
+			f, nonEmpty[1] = "customer_key", "customer_key != 0"
+		}
+		if where == "" {
+			where = "\nWHERE " + strings.Join(nonEmpty, "\n  AND ")
+		} else {
+			where += "\n  AND " + strings.Join(nonEmpty, "\n  AND ")
+		}
 		sql = fmt.Sprintf("SELECT dim_value, toFloat64(count()) AS value FROM (\nSELECT dim_value, group_key FROM (\nSELECT DISTINCT %s AS dim_value, %s AS group_key, %s AS counted\nFROM %s%s\n)\nGROUP BY dim_value, group_key\nHAVING count() >= %s\n)\nGROUP BY dim_value\nORDER BY dim_value",
 			dimExpr, g, f, from, where, c.bind(int64(m.Min)))
 	default:
@@ -160,11 +188,29 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	return Query{SQL: sql, Args: c.args}, nil
 }
 
-func andNonEmpty(where, col string) string {
-	if where == "" {
-		return fmt.Sprintf("\nWHERE %s != ''", col)
+// countsCustomers: distinct counts and groups of the events source's
+// customer use its 64-bit key, not the id.
+func (c *compiler) countsCustomers(name string) bool {
+	return c.m.Source == "events" && name == "customer" &&
+		(c.m.Aggregate == "count_distinct" || c.m.Aggregate == "count_groups_with_min_distinct")
+}
+
+// needsCustomerID: the measure reads the customer id itself (a dimension
+// or condition over it), not only its key.
+func (c *compiler) needsCustomerID(dimCol string) bool {
+	cols := []string{dimCol}
+	for _, n := range []string{c.m.Field, c.m.GroupBy} {
+		if !c.countsCustomers(n) {
+			cols = append(cols, n)
+		}
 	}
-	return fmt.Sprintf("\n  AND %s != ''", col)
+	cols = append(cols, catalog.SortedKeys(c.m.Where)...)
+	for _, n := range cols {
+		if c.src.Columns[n].Layer == 2 {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *compiler) aggregate() (string, error) {
@@ -176,6 +222,9 @@ func (c *compiler) aggregate() (string, error) {
 	case "count":
 		return "toFloat64(count())", nil
 	case "count_distinct":
+		if c.countsCustomers(c.m.Field) {
+			return "toFloat64(uniqExactIf(customer_key, customer_key != 0))", nil
+		}
 		if c.src.Columns[c.m.Field].Kind == catalog.String {
 			// An empty key (no identity, no id) is nobody, not one more distinct value.
 			return fmt.Sprintf("toFloat64(uniqExactIf(%s, %s != ''))", f, f), nil
@@ -255,8 +304,15 @@ func (c *compiler) fromEvents(used []string) string {
 		if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
 			pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", quoteIdent(tf), c.bind(c.p.WindowStart), quoteIdent(tf), c.bind(c.p.WindowEnd)))
 		}
-		if cond, ok := c.m.Where["type"]; ok {
-			s, _ := c.condition("type", cond)
+		for _, n := range catalog.SortedKeys(c.m.Where) {
+			if !c.pushed(n) {
+				continue
+			}
+			col, expr := c.src.Columns[n], quoteIdent(n)
+			if col.Expr != "" && !(need >= 2 && n == "identifier") {
+				expr = "(" + col.Expr + ")"
+			}
+			s, _ := c.condition(n, c.m.Where[n], expr) // checked when the measure compiled
 			pre = append(pre, s)
 		}
 		if len(pre) == 0 {
@@ -295,18 +351,22 @@ func (c *compiler) fromEvents(used []string) string {
 			}
 		}
 	}
-	sel := append(slices.Clone(l1), quoteIdent("customer"))
-	l2 := "SELECT " + strings.Join(sel, ", ") + " FROM (" + ResolvedSQL(raw, where()) + ")"
+	withID := c.needsCustomerID(c.dimCol)
+	sel := append(slices.Clone(l1), "customer_key")
+	if withID {
+		sel = append(sel, quoteIdent("customer"))
+	}
+	l2 := "SELECT " + strings.Join(sel, ", ") + " FROM (" + ResolvedSQL(raw, where(), withID) + ")"
 	if need == 2 {
 		return "(" + l2 + ")"
 	}
 	// Attributes: distinct counts first collapse a person's rows, which
-	// is most of the join's cost; the join reads the attributes of the
-	// customers these rows name (or that ids in them merged into).
+	// is most of the join's cost. (Restricting the right side to the
+	// customers these rows name costs more than it saves.)
 	if distinct {
 		l2 = "SELECT DISTINCT" + strings.TrimPrefix(l2, "SELECT")
 	}
-	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_id AS customer, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country FROM customers FINAL WHERE merged_into = '' AND (customer_id IN (SELECT customer FROM resolved_events%s) OR customer_id IN (SELECT customer_id FROM customer_merges))) AS attrs USING customer)", l2, where())
+	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_key, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country FROM customers FINAL WHERE merged_into = '') AS attrs USING customer_key)", l2)
 }
 
 // needsDedupe: re-delivered copies of an event change counts and sums, but
@@ -319,10 +379,16 @@ func needsDedupe(aggregate string) bool {
 	return true
 }
 
-// condition compiles one where entry with bound values.
-func (c *compiler) condition(name string, cond catalog.Condition) (string, error) {
+// pushed: conditions on the event's own columns filter the innermost read
+// of the events source (the copies of one event_id are identical, so
+// filtering before deduplication or joins changes nothing but the cost).
+func (c *compiler) pushed(name string) bool {
+	return c.m.Source == "events" && c.src.Columns[name].Layer == 1
+}
+
+// condition compiles one where entry on ref, the column's expression, with bound values.
+func (c *compiler) condition(name string, cond catalog.Condition, ref string) (string, error) {
 	col := c.src.Columns[name]
-	ref := c.ref(name)
 	vals := make([]string, len(cond.Values))
 	for i, v := range cond.Values {
 		b, err := c.value(col.Kind, v)

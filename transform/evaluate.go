@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -60,6 +61,12 @@ var querySettings = clickhouse.Settings{"optimize_move_to_prewhere": 0}
 // they reference from prior. A KPI with a zero denominator for a group has no
 // series for that group.
 func Evaluate(ctx context.Context, q Querier, k catalog.KPI, now time.Time, prior map[string]Result) Result {
+	return EvaluateShared(ctx, q, k, now, prior, nil)
+}
+
+// EvaluateShared is Evaluate with measure results shared through cache
+// (nil shares nothing) among the KPIs of one round evaluated at the same now.
+func EvaluateShared(ctx context.Context, q Querier, k catalog.KPI, now time.Time, prior map[string]Result, cache *MeasureCache) Result {
 	start := time.Now()
 	p := NewParams(k.Window, now)
 	res := Result{KPI: k.Name, ComputedAt: p.Now, WindowStart: p.WindowStart, WindowEnd: p.WindowEnd, Window: k.Window.String()}
@@ -70,9 +77,9 @@ func Evaluate(ctx context.Context, q Querier, k catalog.KPI, now time.Time, prio
 	var err error
 	switch k.Type {
 	case catalog.TypeSimple:
-		res.Series, err = evalSimple(ctx, q, k, p)
+		res.Series, err = evalSimple(ctx, measurer{q, cache}, k, p)
 	case catalog.TypeRatio:
-		res.Series, err = evalRatio(ctx, q, k, p)
+		res.Series, err = evalRatio(ctx, measurer{q, cache}, k, p)
 	case catalog.TypeDerived:
 		res.Series, err = evalDerived(k, prior)
 	default:
@@ -89,10 +96,10 @@ func Evaluate(ctx context.Context, q Querier, k catalog.KPI, now time.Time, prio
 
 func dimensions(k catalog.KPI) []string { return append([]string{""}, k.Dimensions...) }
 
-func evalSimple(ctx context.Context, q Querier, k catalog.KPI, p Params) ([]Series, error) {
+func evalSimple(ctx context.Context, q measurer, k catalog.KPI, p Params) ([]Series, error) {
 	var out []Series
 	for _, d := range dimensions(k) {
-		rows, err := run(ctx, q, k.Measure, d, p)
+		rows, err := q.run(ctx, k.Measure, d, p)
 		if err != nil {
 			return nil, err
 		}
@@ -106,18 +113,18 @@ func evalSimple(ctx context.Context, q Querier, k catalog.KPI, p Params) ([]Seri
 	return out, nil
 }
 
-func evalRatio(ctx context.Context, q Querier, k catalog.KPI, p Params) ([]Series, error) {
+func evalRatio(ctx context.Context, q measurer, k catalog.KPI, p Params) ([]Series, error) {
 	scale := 1.0
 	if k.Unit == catalog.UnitPercent {
 		scale = 100
 	}
 	var out []Series
 	for _, d := range dimensions(k) {
-		num, err := run(ctx, q, k.Numerator, d, p)
+		num, err := q.run(ctx, k.Numerator, d, p)
 		if err != nil {
 			return nil, fmt.Errorf("numerator: %w", err)
 		}
-		den, err := run(ctx, q, k.Denominator, d, p)
+		den, err := q.run(ctx, k.Denominator, d, p)
 		if err != nil {
 			return nil, fmt.Errorf("denominator: %w", err)
 		}
@@ -179,11 +186,67 @@ type row struct {
 	value float64
 }
 
-func run(ctx context.Context, q Querier, m *catalog.Measure, dimension string, p Params) ([]row, error) {
-	cq, err := Compile(m, dimension, p)
+// MeasureCache shares measure results among the KPIs of one evaluation
+// round: KPIs with a common measure (CPL and leads, the email rates' sends,
+// CAC and new customers) query it once. Safe for concurrent use; a failed
+// query is not shared, so each KPI keeps its own timeout and error.
+type MeasureCache struct {
+	mu      sync.Mutex
+	entries map[string]*cacheEntry
+}
+
+type cacheEntry struct {
+	done chan struct{}
+	rows []row
+	err  error
+}
+
+// NewMeasureCache returns an empty cache; use one per round.
+func NewMeasureCache() *MeasureCache { return &MeasureCache{entries: map[string]*cacheEntry{}} }
+
+// measurer runs compiled measures, through the cache when there is one.
+type measurer struct {
+	q     Querier
+	cache *MeasureCache
+}
+
+func (m measurer) run(ctx context.Context, ms *catalog.Measure, dimension string, p Params) ([]row, error) {
+	cq, err := Compile(ms, dimension, p)
 	if err != nil {
 		return nil, err
 	}
+	if m.cache == nil {
+		return query(ctx, m.q, ms, dimension, cq)
+	}
+	key := cq.SQL + "\x00" + fmt.Sprint(cq.Args...)
+	m.cache.mu.Lock()
+	e, ok := m.cache.entries[key]
+	if !ok {
+		e = &cacheEntry{done: make(chan struct{})}
+		m.cache.entries[key] = e
+		m.cache.mu.Unlock()
+		e.rows, e.err = query(ctx, m.q, ms, dimension, cq)
+		if e.err != nil {
+			m.cache.mu.Lock()
+			delete(m.cache.entries, key)
+			m.cache.mu.Unlock()
+		}
+		close(e.done)
+		return e.rows, e.err
+	}
+	m.cache.mu.Unlock()
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if e.err != nil {
+		return query(ctx, m.q, ms, dimension, cq)
+	}
+	return e.rows, nil
+}
+
+func query(ctx context.Context, q Querier, m *catalog.Measure, dimension string, cq Query) ([]row, error) {
 	rows, err := q.Query(ctx, cq.SQL, cq.Args...)
 	if err != nil {
 		return nil, fmt.Errorf("query %s by %q: %w", m.Source, dimension, err)

@@ -436,7 +436,7 @@ var customerColumns = []string{"type", "occurred_at", "crm_contact_id", "channel
 func CustomersQuery(ids []string, all bool, now time.Time) Query {
 	args := []any{never, never, never, never, never, never, never, never, never, never, now}
 	if all {
-		return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, ""), "customer != ''"), Args: args}
+		return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}
 	}
 	ph := "?" + strings.Repeat(", ?", len(ids)-1)
 	// Read only the rows stored under these customers or under ids merged
@@ -447,7 +447,7 @@ func CustomersQuery(ids []string, all bool, now time.Time) Query {
 			args = append(args, id)
 		}
 	}
-	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre), "customer IN ("+ph+")"), Args: args}
+	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN ("+ph+")"), Args: args}
 }
 
 func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {

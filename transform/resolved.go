@@ -15,18 +15,25 @@ var ResolvedColumns = []string{"event_id", "type", "occurred_at", "source", "cha
 	"stage", "outcome", "segment", "country", "vendor", "currency", "entity_id", "crm_contact_id", "email_hash", "anonymous_id",
 	"topic", "amount", "impressions", "clicks", "ingested_at"}
 
-// ResolvedSQL selects cols and customer from resolved_events rows matching
-// where (a " WHERE …" clause on stored columns, or ""), with every customer
-// id that has since merged into another redirected to the customer it
-// belongs to now.
-func ResolvedSQL(cols []string, where string) string {
+// ResolvedSQL selects cols and customer_key (0 for no identity) from
+// resolved_events rows matching where (a " WHERE …" clause on stored
+// columns, or ""), with every customer that has since merged into another
+// redirected to the customer it belongs to now; withID adds the customer id
+// as customer.
+func ResolvedSQL(cols []string, where string, withID bool) string {
 	names := make([]string, len(cols))
 	for i, c := range cols {
 		names[i] = quoteIdent(c)
 	}
-	list := strings.Join(names, ", ")
-	return fmt.Sprintf("SELECT %s, if(merged_to != '', merged_to, stored_customer) AS customer FROM (SELECT %s, customer AS stored_customer FROM resolved_events%s) AS stored ANY LEFT JOIN (SELECT former AS stored_customer, customer_id AS merged_to FROM customer_merges FINAL) AS merges USING stored_customer",
-		list, list, where)
+	list := strings.Join(append(names, ""), ", ") // each name followed by ", "
+	outID, inID, mergedID := "", "", ""
+	if withID {
+		outID = ", if(merged_key != 0, merged_to, stored_customer) AS customer"
+		inID = ", customer AS stored_customer"
+		mergedID = ", customer_id AS merged_to"
+	}
+	return fmt.Sprintf("SELECT %sif(merged_key != 0, merged_key, stored_key) AS customer_key%s FROM (SELECT %scustomer_key AS stored_key%s FROM resolved_events%s) AS stored ANY LEFT JOIN (SELECT former_key AS stored_key, customer_key AS merged_key%s FROM customer_merges FINAL) AS merges USING stored_key",
+		list, outID, list, inID, where, mergedID)
 }
 
 // resolveEventsSQL appends the events ingested in [from, upper] that

@@ -33,7 +33,7 @@ func TestResolvedColumnsCoverEventsSource(t *testing.T) {
 // resolvedCustomers reads resolved_events the way KPIs do: event_id → customer now.
 func resolvedCustomers(t *testing.T, conn store.Conn) map[string][]string {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT event_id, customer FROM ("+transform.ResolvedSQL([]string{"event_id"}, "")+") ORDER BY event_id")
+	rows, err := conn.Query(context.Background(), "SELECT event_id, customer FROM ("+transform.ResolvedSQL([]string{"event_id"}, "", true)+") ORDER BY event_id")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,9 @@ func (s *Scheduler) RunDue(ctx context.Context, now time.Time) {
 	if len(due) == 0 {
 		return
 	}
-	// Simple and ratio KPIs in parallel, then derived ones over their results.
+	// Simple and ratio KPIs in parallel, then derived ones over their
+	// results; KPIs of the round share the measures they have in common.
+	cache := NewMeasureCache()
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
 	for _, k := range due {
@@ -150,19 +152,19 @@ func (s *Scheduler) RunDue(ctx context.Context, now time.Time) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.evaluate(ctx, k, now)
+			s.evaluate(ctx, k, now, cache)
 		}()
 	}
 	wg.Wait()
 	for _, k := range due {
 		if k.Type == catalog.TypeDerived {
-			s.evaluate(ctx, k, now)
+			s.evaluate(ctx, k, now, cache)
 		}
 	}
 	s.publish()
 }
 
-func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time) {
+func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time, cache *MeasureCache) {
 	kctx, cancel := context.WithTimeout(ctx, time.Duration(k.Timeout))
 	defer cancel()
 	s.mu.Lock()
@@ -171,7 +173,7 @@ func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time) 
 		prior[name] = st.Last
 	}
 	s.mu.Unlock()
-	res := Evaluate(kctx, s.conn, k, now, prior)
+	res := EvaluateShared(kctx, s.conn, k, now, prior, cache)
 	if res.Err == nil {
 		if err := WriteResult(ctx, s.conn, res); err != nil {
 			res.Err = fmt.Errorf("store result: %w", err)

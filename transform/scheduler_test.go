@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/ingest"
@@ -95,5 +98,63 @@ func TestSchedulerStoresResultsAndIsolatesFailures(t *testing.T) {
 	s.RunDue(ctx, goldenNow.Add(5*time.Minute))
 	if got := s.Snapshot().KPIs[0].Last.ComputedAt; !got.Equal(goldenNow.Add(5 * time.Minute)) {
 		t.Errorf("not re-evaluated after refresh: computed_at %s", got)
+	}
+}
+
+// countingQuerier counts the queries that reach ClickHouse.
+type countingQuerier struct {
+	transform.Querier
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingQuerier) Query(ctx context.Context, sql string, args ...any) (driver.Rows, error) {
+	c.mu.Lock()
+	c.n[sql]++
+	c.mu.Unlock()
+	return c.Querier.Query(ctx, sql, args...)
+}
+
+// KPIs of one round that share a measure (CPL's denominator is the leads
+// KPI's measure) query it once, concurrently or not, with the same result.
+func TestMeasureCacheSharesCommonMeasures(t *testing.T) {
+	_, conn := testenv.MigratedClickHouse(t)
+	ctx := context.Background()
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]catalog.KPI{}
+	for _, k := range cat.KPIs {
+		byName[k.Name] = k
+	}
+	q := &countingQuerier{Querier: conn, n: map[string]int{}}
+	cache := transform.NewMeasureCache()
+	now := time.Now()
+	var wg sync.WaitGroup
+	results := make([]transform.Result, 2)
+	for i, name := range []string{"leads", "cpl"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = transform.EvaluateShared(ctx, q, byName[name], now, nil, cache)
+		}()
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	total := 0
+	for sql, n := range q.n {
+		total += n
+		if n > 1 {
+			t.Errorf("query ran %d times in one round:\n%s", n, sql)
+		}
+	}
+	// leads: total + by channel; cpl: spend and leads, each total + by channel.
+	if total != 4 {
+		t.Errorf("%d queries for leads and cpl, want 4 (leads' two shared with cpl's denominator)", total)
 	}
 }

@@ -4,6 +4,10 @@
 -- at that moment. Customer-level KPIs scan this table instead of joining every
 -- event to identity_map. A customer id that later merges into another is
 -- redirected through customer_merges, and the rows themselves are never rewritten.
+-- customer_key is a 64-bit hash of the customer id (0 for no identity):
+-- distinct counts and joins on it are several times cheaper than on the
+-- id, which is up to 70 characters. (Two of a million customers sharing a
+-- hash has odds of about 1 in 36 million.)
 -- The ReplacingMergeTree key is a safety net only: the resolver inserts each
 -- event_id once, so no query needs FINAL here.
 CREATE TABLE IF NOT EXISTS resolved_events (
@@ -31,7 +35,8 @@ CREATE TABLE IF NOT EXISTS resolved_events (
     clicks         UInt64,
     ingested_at    DateTime('UTC'),
     identifier     String,
-    customer       String
+    customer       String,
+    customer_key   UInt64 DEFAULT if(customer = '', 0, cityHash64(customer))
 ) ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (type, occurred_at, event_id);
@@ -40,8 +45,13 @@ ORDER BY (type, occurred_at, event_id);
 -- another) and the customer they belong to now, transitively. Small: one row
 -- per merge. Latest row per former id wins.
 CREATE TABLE IF NOT EXISTS customer_merges (
-    former      String,
-    customer_id String,
-    updated_at  DateTime('UTC')
+    former       String,
+    customer_id  String,
+    updated_at   DateTime('UTC'),
+    former_key   UInt64 DEFAULT cityHash64(former),
+    customer_key UInt64 DEFAULT cityHash64(customer_id)
 ) ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY former;
+
+-- The same key on the customer 360, for joining customer attributes.
+ALTER TABLE customers ADD COLUMN customer_key UInt64 DEFAULT cityHash64(customer_id);
