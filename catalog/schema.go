@@ -22,7 +22,11 @@ type Column struct {
 	Layer int
 	// Uses are the raw columns Expr reads.
 	Uses []string
-	Doc  string
+	// OnlyTypes, when set, are the event types for which Expr can be
+	// non-empty: a condition that cannot match '' implies them, which lets
+	// the sorting key (type first) skip every other type.
+	OnlyTypes []string
+	Doc       string
 }
 
 // Source is a table (or view) measures aggregate over.
@@ -77,7 +81,8 @@ var Sources = map[string]Source{
 			"signed_amount": {Kind: Number, Layer: 1, Expr: "if(type = 'order.refunded', -amount, amount)", Uses: []string{"type", "amount"},
 				Doc: "amount, negative for refunds: sum over order.placed and order.refunded is net revenue"},
 			"touch_channel": {Kind: String, Layer: 1, Expr: TouchChannelExpr, Uses: []string{"type", "order_channel"},
-				Doc: "where the customer engaged: web, mobile_app, email, or the order channel"},
+				OnlyTypes: []string{"web.visit", "form.submitted", "app.session", "email.opened", "email.clicked", "order.placed"},
+				Doc:       "where the customer engaged: web, mobile_app, email, or the order channel"},
 			"identifier":                   {Kind: String, Layer: 1, Expr: IdentifierExpr, Uses: []string{"crm_contact_id", "email_hash", "anonymous_id"}, Doc: "the event's best identity key (crm:, email:, anon:)"},
 			"customer":                     {Kind: String, Layer: 2, Doc: "the resolved customer id (one view of the customer)"},
 			"customer.acquisition_channel": {Kind: String, Layer: 3, Expr: "c_acquisition_channel", Doc: "channel of the customer's first campaign touch"},

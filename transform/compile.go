@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
+
 	"github.com/kpibridge/kpibridge/catalog"
 )
 
@@ -19,6 +21,8 @@ import (
 type Query struct {
 	SQL  string
 	Args []any
+	// External are tables sent with the query (clickhouse.WithExternalTable).
+	External []*ext.Table
 }
 
 // Params are the evaluation-time values a query binds.
@@ -164,8 +168,6 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	var sql string
 	switch m.Aggregate {
 	case "count_groups_with_min_distinct":
-		// Distinct (dimension, group, value) rows first: a group then
-		// qualifies by counting its rows, cheaper than a set per group.
 		g, f := c.ref(m.GroupBy), c.ref(m.Field)
 		nonEmpty := []string{g + " != ''", "toString(" + f + ") != ''"}
 		if c.countsCustomers(m.GroupBy) {
@@ -179,6 +181,15 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 		} else {
 			where += "\n  AND " + strings.Join(nonEmpty, "\n  AND ")
 		}
+		if m.Min == 2 {
+			// Two distinct values or more: the smallest and largest hash
+			// differ. One pass, no set or distinct rows per group.
+			sql = fmt.Sprintf("SELECT dim_value, toFloat64(count()) AS value FROM (\nSELECT %s AS dim_value, %s AS group_key\nFROM %s%s\nGROUP BY dim_value, group_key\nHAVING min(cityHash64(%s)) != max(cityHash64(%s))\n)\nGROUP BY dim_value\nORDER BY dim_value",
+				dimExpr, g, from, where, f, f)
+			break
+		}
+		// Distinct (dimension, group, value) rows first: a group then
+		// qualifies by counting its rows, cheaper than a set per group.
 		sql = fmt.Sprintf("SELECT dim_value, toFloat64(count()) AS value FROM (\nSELECT dim_value, group_key FROM (\nSELECT DISTINCT %s AS dim_value, %s AS group_key, %s AS counted\nFROM %s%s\n)\nGROUP BY dim_value, group_key\nHAVING count() >= %s\n)\nGROUP BY dim_value\nORDER BY dim_value",
 			dimExpr, g, f, from, where, c.bind(int64(m.Min)))
 	default:
@@ -314,6 +325,13 @@ func (c *compiler) fromEvents(used []string) string {
 			}
 			s, _ := c.condition(n, c.m.Where[n], expr) // checked when the measure compiled
 			pre = append(pre, s)
+			if types := col.OnlyTypes; len(types) > 0 && !matchesEmpty(c.m.Where[n]) {
+				ph := make([]string, len(types))
+				for i, t := range types {
+					ph[i] = c.bind(t)
+				}
+				pre = append(pre, "`type` IN ("+strings.Join(ph, ", ")+")")
+			}
 		}
 		if len(pre) == 0 {
 			return ""
@@ -361,12 +379,20 @@ func (c *compiler) fromEvents(used []string) string {
 		return "(" + l2 + ")"
 	}
 	// Attributes: distinct counts first collapse a person's rows, which
-	// is most of the join's cost. (Restricting the right side to the
-	// customers these rows name costs more than it saves.)
+	// is most of the join's cost.
 	if distinct {
 		l2 = "SELECT DISTINCT" + strings.TrimPrefix(l2, "SELECT")
 	}
-	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT customer_key, acquisition_channel AS c_acquisition_channel, segment AS c_segment, country AS c_country FROM customers FINAL WHERE merged_into = '') AS attrs USING customer_key)", l2)
+	attrs := []string{"customer_key"}
+	for _, n := range used {
+		if col := c.src.Columns[n]; col.Layer == 3 {
+			attrs = append(attrs, strings.TrimPrefix(n, "customer.")+" AS "+col.Expr)
+		}
+	}
+	// The join reads only the customers these rows belong to. PREWHERE on
+	// the key is safe with FINAL: every version of a customer has its key.
+	keys := "SELECT customer_key FROM (" + ResolvedSQL(nil, where(), false) + ")"
+	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT %s FROM customers FINAL PREWHERE customer_key IN (%s) WHERE merged_into = '') AS attrs USING customer_key)", l2, strings.Join(attrs, ", "), keys)
 }
 
 // needsDedupe: re-delivered copies of an event change counts and sums, but
@@ -375,6 +401,17 @@ func needsDedupe(aggregate string) bool {
 	switch aggregate {
 	case "count_distinct", "min", "max", "age_seconds", "count_groups_with_min_distinct":
 		return false
+	}
+	return true
+}
+
+// matchesEmpty: whether a text condition can hold for ''.
+func matchesEmpty(cond catalog.Condition) bool {
+	switch cond.Op {
+	case "eq", "in":
+		return slices.Contains(cond.Values, "")
+	case "ne", "not_in":
+		return !slices.Contains(cond.Values, "")
 	}
 	return true
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/store"
@@ -38,14 +39,17 @@ type Resolver struct {
 	// Overlap re-reads events ingested this long before the watermark.
 	Overlap time.Duration
 	// FullRebuildAbove: when more customers than this changed, the customers
-	// table is recomputed whole instead of by id list.
+	// table is recomputed whole instead of by id list. Either way every row
+	// of resolved_events is read; a full rebuild also aggregates and writes
+	// every customer, so it pays only when most of them changed (the first
+	// build, a large back-fill).
 	FullRebuildAbove int
 }
 
 // NewResolver returns a resolver over conn; call Update to bring it up to date.
 func NewResolver(conn store.Conn, logger *slog.Logger) *Resolver {
 	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{}, former: map[string]string{},
-		Overlap: 5 * time.Minute, FullRebuildAbove: 5000}
+		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000}
 }
 
 // rank orders key kinds for the canonical id: CRM first, then email, then anonymous.
@@ -178,7 +182,9 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 		return st, fmt.Errorf("identity: read newest ingested_at: %w", err)
 	}
 	upper = upper.UTC()
-	if !upper.After(r.watermark) && r.watermark.Unix() > 0 {
+	// Equal is not up to date: more events may have been stored within the
+	// watermark's second (ingested_at has whole seconds) after it was read.
+	if upper.Before(r.watermark) || upper.Unix() <= 0 {
 		return st, nil
 	}
 	from := r.watermark.Add(-r.Overlap)
@@ -431,31 +437,43 @@ GROUP BY customer`
 // customerColumns are the resolved_events columns the 360 reads.
 var customerColumns = []string{"type", "occurred_at", "crm_contact_id", "channel", "campaign_id", "segment", "country", "entity_id", "amount", "outcome", "order_channel", "stage"}
 
+// ChangedCustomersTable is the external table (one column, customer_id)
+// that carries the customer ids CustomersQuery recomputes: sent beside the
+// query, not inside its text, so any number of ids fits.
+const ChangedCustomersTable = "changed_customers"
+
 // CustomersQuery is the INSERT … SELECT that recomputes the 360 of the given
 // customers, or of every customer when all is true.
-func CustomersQuery(ids []string, all bool, now time.Time) Query {
+func CustomersQuery(ids []string, all bool, now time.Time) (Query, error) {
 	args := []any{never, never, never, never, never, never, never, never, never, never, now}
 	if all {
-		return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}
+		return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}, nil
 	}
-	ph := "?" + strings.Repeat(", ?", len(ids)-1)
-	// Read only the rows stored under these customers or under ids merged
-	// into them, then keep those that belong to them now.
-	pre := fmt.Sprintf(" WHERE customer IN (%s) OR customer IN (SELECT former FROM customer_merges WHERE customer_id IN (%s))", ph, ph)
-	for range 3 {
-		for _, id := range ids {
-			args = append(args, id)
+	table, err := ext.NewTable(ChangedCustomersTable, ext.Column("customer_id", "String"))
+	if err != nil {
+		return Query{}, err
+	}
+	for _, id := range ids {
+		if err := table.Append(id); err != nil {
+			return Query{}, fmt.Errorf("changed customers: %w", err)
 		}
 	}
-	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN ("+ph+")"), Args: args}
+	in := "(SELECT customer_id FROM " + ChangedCustomersTable + ")"
+	// Read only the rows stored under these customers or under ids merged
+	// into them, then keep those that belong to them now.
+	pre := " WHERE customer IN " + in + " OR customer IN (SELECT former FROM customer_merges WHERE customer_id IN " + in + ")"
+	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN "+in), Args: args, External: []*ext.Table{table}}, nil
 }
 
 func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	q := CustomersQuery(ids, full, now)
-	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+	q, err := CustomersQuery(ids, full, now)
+	if err != nil {
+		return err
+	}
+	if err := r.conn.Exec(clickhouse.Context(ctx, clickhouse.WithExternalTable(q.External...)), q.SQL, q.Args...); err != nil {
 		return fmt.Errorf("recompute %d customers: %w", len(ids), err)
 	}
 	if full {
