@@ -120,7 +120,7 @@ func TestChDBConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []transform.Query{transform.ResolveEventsQuery(now.Add(-time.Hour), now), all, some} {
+	for _, q := range []transform.Query{transform.ResolveEventsQuery(now.Add(-time.Hour), now, 1), all, some} {
 		chdbQuery(t, s, inline(t, q))
 	}
 }
@@ -146,6 +146,8 @@ func inline(t *testing.T, q transform.Query) string {
 			b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
 		case int64:
 			b.WriteString(strconv.FormatInt(v, 10))
+		case uint64:
+			b.WriteString(strconv.FormatUint(v, 10))
 		case time.Time:
 			b.WriteString("toDateTime('" + v.UTC().Format("2006-01-02 15:04:05") + "', 'UTC')")
 		default:

@@ -36,6 +36,7 @@ type Resolver struct {
 
 	watermark time.Time // ingested_at up to which events were read
 	loaded    bool
+	lastRun   uint64 // the last update run that completed
 	// Overlap re-reads events ingested this long before the watermark.
 	Overlap time.Duration
 	// FullRebuildAbove: when more customers than this changed, the customers
@@ -143,10 +144,19 @@ func (r *Resolver) load(ctx context.Context) error {
 	if err := mrows.Err(); err != nil {
 		return fmt.Errorf("load customer_merges: %w", err)
 	}
-	var wm string
-	err = r.conn.QueryRow(ctx, "SELECT argMax(value, updated_at) FROM transform_state WHERE key = 'identity_watermark'").Scan(&wm)
+	// identity_progress is "<watermark RFC3339> <last completed run, 20
+	// digits>", so that of two saved in one second the later sorts last;
+	// identity_watermark is what versions before resolved_events saved.
+	var progress, wm string
+	err = r.conn.QueryRow(ctx, `SELECT argMaxIf(value, (updated_at, value), key = 'identity_progress'), argMaxIf(value, (updated_at, value), key = 'identity_watermark')
+FROM transform_state WHERE key IN ('identity_progress', 'identity_watermark')`).Scan(&progress, &wm)
 	if err != nil {
-		return fmt.Errorf("load identity watermark: %w", err)
+		return fmt.Errorf("load identity progress: %w", err)
+	}
+	if progress != "" {
+		if _, err := fmt.Sscanf(progress, "%s %d", &wm, &r.lastRun); err != nil {
+			return fmt.Errorf("identity progress %q: %w", progress, err)
+		}
 	}
 	if wm != "" {
 		if r.watermark, err = time.Parse(time.RFC3339, wm); err != nil {
@@ -191,17 +201,32 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if r.watermark.Unix() <= 0 {
 		from = time.Unix(0, 0).UTC()
 	}
-	rows, err := r.conn.Query(ctx, `SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM events
-WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
+	// 1. Events of the window not yet in resolved_events join it, labelled
+	// with the customer their identity key maps to now (the key itself when
+	// unknown); run tags them. Keys are read from these rows, not from
+	// events: an event stored while this update runs waits for the next one
+	// whole, so none is resolved without its keys having been linked.
+	run := max(uint64(time.Now().UnixNano()), r.lastRun+1) // increasing even if the clock steps back
+	q := ResolveEventsQuery(from, upper, run)
+	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+		return st, fmt.Errorf("identity: resolve events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
+	}
+	// 2. Their keys and labels, and those of rows added by runs that did not
+	// complete (a crash between resolving events and linking them).
+	rows, err := r.conn.Query(ctx, "SELECT DISTINCT crm_contact_id, email_hash, anonymous_id, customer FROM resolved_events WHERE resolve_run > ?", r.lastRun)
 	if err != nil {
 		return st, fmt.Errorf("identity: read keys of new events: %w", err)
 	}
 	touched := map[string]bool{} // roots of groups with new keys or links
+	labels := map[string]bool{}  // customer labels of the rows read
 	for rows.Next() {
-		var crm, email, anon string
-		if err := rows.Scan(&crm, &email, &anon); err != nil {
+		var crm, email, anon, label string
+		if err := rows.Scan(&crm, &email, &anon, &label); err != nil {
 			rows.Close()
 			return st, fmt.Errorf("identity: %w", err)
+		}
+		if label != "" {
+			labels[label] = true
 		}
 		keys := identityKeys(crm, email, anon)
 		st.Keys += len(keys)
@@ -213,11 +238,6 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 			touched[root] = true
 		}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("identity: %w", err)
-	}
-
 	// Roots may have been merged away since they were marked: keep live roots.
 	changedCustomers := map[string]bool{}
 	var mapIDs, mapCust []string
@@ -232,9 +252,11 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 		changedCustomers[canon] = true
 		for _, m := range r.members[root] {
 			old, ok := r.stored[m]
-			// A key that ever was a customer id may label rows of
-			// resolved_events: point it at the customer it belongs to now.
-			if f, wasFormer := r.former[m]; m != canon && ((ok && old == m) || (wasFormer && f != canon)) {
+			// A key that ever was a customer id, or that labels rows
+			// resolved above, may label rows of resolved_events: point it
+			// at the customer it belongs to now.
+			f, wasFormer := r.former[m]
+			if labelled := (ok && old == m) || wasFormer || labels[m]; labelled && m != canon && f != canon {
 				merges = append(merges, [2]string{m, canon})
 			}
 			if ok && old == canon {
@@ -264,11 +286,6 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 	for i, id := range mapIDs {
 		r.stored[id] = mapCust[i]
 	}
-	// New events join resolved_events with the customer they resolve to now.
-	q := ResolveEventsQuery(from, upper)
-	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
-		return st, fmt.Errorf("identity: resolve events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
-	}
 	ids := make([]string, 0, len(changedCustomers))
 	for c := range changedCustomers {
 		ids = append(ids, c)
@@ -281,10 +298,10 @@ WHERE ingested_at >= ? AND ingested_at <= ?`, from, upper)
 	if err := r.writeTombstones(ctx, tombstones, now); err != nil {
 		return st, err
 	}
-	if err := r.saveWatermark(ctx, upper, now); err != nil {
+	if err := r.saveWatermark(ctx, upper, run, now); err != nil {
 		return st, err
 	}
-	r.watermark = upper
+	r.watermark, r.lastRun = upper, run
 	if r.log != nil && (st.Changed > 0 || st.Customers > 0) {
 		r.log.Info("identity graph updated", "keys_read", st.Keys, "mappings_written", st.Changed, "customers_recomputed", st.Customers,
 			"customers_merged", st.Merged, "full_rebuild", st.FullRebuld, "watermark", upper.Format(time.RFC3339))
@@ -372,12 +389,12 @@ func (r *Resolver) writeTombstones(ctx context.Context, ts [][2]string, now time
 	return nil
 }
 
-func (r *Resolver) saveWatermark(ctx context.Context, wm, now time.Time) error {
+func (r *Resolver) saveWatermark(ctx context.Context, wm time.Time, run uint64, now time.Time) error {
 	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO transform_state (key, value, updated_at)")
 	if err != nil {
 		return fmt.Errorf("save identity watermark: %w", err)
 	}
-	if err := batch.Append("identity_watermark", wm.Format(time.RFC3339), now); err != nil {
+	if err := batch.Append("identity_progress", fmt.Sprintf("%s %020d", wm.Format(time.RFC3339), run), now); err != nil {
 		_ = batch.Abort()
 		return fmt.Errorf("save identity watermark: %w", err)
 	}
@@ -461,7 +478,7 @@ func CustomersQuery(ids []string, all bool, now time.Time) (Query, error) {
 	in := "(SELECT customer_id FROM " + ChangedCustomersTable + ")"
 	// Read only the rows stored under these customers or under ids merged
 	// into them, then keep those that belong to them now.
-	pre := " WHERE customer IN " + in + " OR customer IN (SELECT former FROM customer_merges WHERE customer_id IN " + in + ")"
+	pre := " WHERE customer_key IN (SELECT cityHash64(customer_id) FROM " + ChangedCustomersTable + ") OR customer_key IN (SELECT former_key FROM customer_merges WHERE customer_id IN " + in + ")"
 	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN "+in), Args: args, External: []*ext.Table{table}}, nil
 }
 

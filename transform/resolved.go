@@ -38,15 +38,16 @@ func ResolvedSQL(cols []string, where string, withID bool) string {
 
 // resolveEventsSQL appends the events ingested in [from, upper] that
 // resolved_events does not hold yet, each once, with the customer their
-// identity key maps to now (the key itself when it is not mapped yet).
+// identity key maps to now (the key itself when it is not mapped yet) and
+// the update run that added them.
 var resolveEventsSQL = func() string {
 	cols := make([]string, len(ResolvedColumns))
 	for i, c := range ResolvedColumns {
 		cols[i] = quoteIdent(c)
 	}
 	list := strings.Join(cols, ", ")
-	return `INSERT INTO resolved_events (` + list + `, identifier, customer)
-SELECT ` + list + `, identifier, if(mapped_customer != '', mapped_customer, identifier)
+	return `INSERT INTO resolved_events (` + list + `, identifier, customer, resolve_run)
+SELECT ` + list + `, identifier, if(mapped_customer != '', mapped_customer, identifier), ?
 FROM (
   SELECT ` + list + `, ` + catalog.IdentifierExpr + ` AS identifier
   FROM events
@@ -63,7 +64,8 @@ ANY LEFT JOIN (
 }()
 
 // ResolveEventsQuery is the INSERT … SELECT that brings resolved_events up
-// to date with the events ingested in [from, upper].
-func ResolveEventsQuery(from, upper time.Time) Query {
-	return Query{SQL: resolveEventsSQL, Args: []any{from, upper, from, upper, from, upper}}
+// to date with the events ingested in [from, upper], tagging the rows it
+// adds with run.
+func ResolveEventsQuery(from, upper time.Time, run uint64) Query {
+	return Query{SQL: resolveEventsSQL, Args: []any{run, from, upper, from, upper, from, upper}}
 }

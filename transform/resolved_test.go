@@ -122,6 +122,17 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count() FROM customers FINAL WHERE merged_into = ''").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("%d live customers after restart (%v), want 1", n, err)
 	}
+
+	// A link stored late, with an ingest time before the watermark (another
+	// ingest process's slow insert), is still read and merges two customers.
+	store(t0.Add(4*time.Hour), ev("l1", events.TypeWebVisit, 6, "", "", "L"))
+	update()
+	store(t0.Add(4*time.Hour-time.Minute), ev("l2", events.TypeFormSubmitted, 6, "", "E", "L"))
+	if st := update(); st.Merged != 1 {
+		t.Fatalf("late link merged %d customers, want 1", st.Merged)
+	}
+	want["l1"], want["l2"] = []string{"crm:C"}, []string{"crm:C"}
+	check("after a late link")
 }
 
 // OnlyTypes of a computed column must hold every type for which its
@@ -226,5 +237,34 @@ func TestIncrementalUpdateOfManyCustomers(t *testing.T) {
 	var count uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM customers FINAL WHERE merged_into = ''").Scan(&count); err != nil || count != n+1 {
 		t.Fatalf("%d customers (%v), want %d", count, err, n+1)
+	}
+}
+
+// A crash after events were added to resolved_events but before their keys
+// were linked: the next resolver links them from the unfinished run's rows.
+func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
+	_, conn := testenv.MigratedClickHouse(t)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC)
+	w := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return at })
+	if err := w.InsertEvents(ctx, []ingest.Row{{Topic: "campaign.events", Event: events.Event{EventID: "f1", Type: events.TypeFormSubmitted,
+		Source: "test", OccurredAt: at.Add(-time.Hour), EmailHash: "E", AnonymousID: "A"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// What the crashed update did: resolve the event, nothing more.
+	q := transform.ResolveEventsQuery(time.Unix(0, 0), at, 7)
+	if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+		t.Fatal(err)
+	}
+	st, err := transform.NewResolver(conn, nil).Update(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Keys != 2 || st.Customers != 1 {
+		t.Fatalf("update after the crash: %+v, want the event's 2 keys linked into 1 customer", st)
+	}
+	var cust string
+	if err := conn.QueryRow(ctx, "SELECT customer_id FROM identity_map FINAL WHERE identifier = 'anon:A'").Scan(&cust); err != nil || cust != "email:E" {
+		t.Fatalf("anon:A maps to %q (%v), want email:E", cust, err)
 	}
 }

@@ -8,6 +8,8 @@
 -- distinct counts and joins on it are several times cheaper than on the
 -- id, which is up to 70 characters. (Two of a million customers sharing a
 -- hash has odds of about 1 in 36 million.)
+-- resolve_run tags the rows one resolver update added: it reads their
+-- identity keys next.
 -- The ReplacingMergeTree key is a safety net only: the resolver inserts each
 -- event_id once, so no query needs FINAL here.
 CREATE TABLE IF NOT EXISTS resolved_events (
@@ -36,7 +38,8 @@ CREATE TABLE IF NOT EXISTS resolved_events (
     ingested_at    DateTime('UTC'),
     identifier     String,
     customer       String,
-    customer_key   UInt64 DEFAULT if(customer = '', 0, cityHash64(customer))
+    customer_key   UInt64 DEFAULT if(customer = '', 0, cityHash64(customer)),
+    resolve_run    UInt64
 ) ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (type, occurred_at, event_id);
