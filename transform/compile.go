@@ -405,7 +405,7 @@ func needsDedupe(aggregate string) bool {
 	return true
 }
 
-// matchesEmpty: whether a text condition can hold for ”.
+// matchesEmpty: whether a text condition can hold for the empty string.
 func matchesEmpty(cond catalog.Condition) bool {
 	switch cond.Op {
 	case "eq", "in":
