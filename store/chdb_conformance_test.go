@@ -62,7 +62,7 @@ func TestChDBConformance(t *testing.T) {
 			})
 		}
 	}
-	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs", "resolved_events", "customer_merges"} {
+	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs", "resolved_events", "customer_merges", "resolve_staging"} {
 		if got := chdbQuery(t, s, "SELECT count() FROM system.tables WHERE database = 'conformance' AND name = '"+table+"'"); got != "1" {
 			t.Errorf("table %s not created on current ClickHouse", table)
 		}
@@ -120,7 +120,7 @@ func TestChDBConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []transform.Query{transform.ResolveEventsQuery(now.Add(-time.Hour), now, 1), all, some} {
+	for _, q := range []transform.Query{transform.StageEventsQuery(now.Add(-time.Hour), now), transform.ResolveStagedQuery(1), all, some} {
 		chdbQuery(t, s, inline(t, q))
 	}
 }

@@ -193,7 +193,14 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 	if err := w.InsertDuplicates(ctx, []ingest.Duplicate{{EventID: "a1", Type: events.TypeWebVisit, Source: "google_analytics", Topic: "campaign.events", Offset: 102}}); err != nil {
 		t.Fatal(err)
 	}
-	r := transform.NewResolver(conn, nil)
+	// The resolver's clock agrees with ingest's: a second after each phase is stored.
+	clock := received.Add(time.Second)
+	resolver := func() *transform.Resolver {
+		r := transform.NewResolver(conn, nil)
+		r.Now = func() time.Time { return clock }
+		return r
+	}
+	r := resolver()
 	st, err := r.Update(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +212,7 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 
 	// Phase 2, received later: the links and the late click. Incremental update merges Alice.
 	w2 := at(time.Date(2026, 3, 31, 11, 0, 0, 0, time.UTC))
+	clock = time.Date(2026, 3, 31, 11, 0, 1, 0, time.UTC)
 	var links []events.Event
 	for _, ev := range bulk {
 		if ev.EventID == "a2" || ev.EventID == "a3" {
@@ -234,7 +242,7 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 	}
 
 	// A fresh resolver (a restart) resumes from the stored state and changes nothing.
-	st, err = transform.NewResolver(conn, nil).Update(ctx)
+	st, err = resolver().Update(ctx)
 	if err != nil || st.Changed != 0 {
 		t.Fatalf("restart re-resolved %d keys (%v), want 0", st.Changed, err)
 	}

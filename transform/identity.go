@@ -34,11 +34,15 @@ type Resolver struct {
 	stored  map[string]string   // key → customer_id as last written to identity_map
 	former  map[string]string   // former customer id → customer as last written to customer_merges
 
-	watermark time.Time // ingested_at up to which events were read
-	loaded    bool
-	lastRun   uint64 // the last update run that completed
-	// Overlap re-reads events ingested this long before the watermark.
+	watermark  time.Time // ingested_at up to which events were read
+	loaded     bool
+	lastRun    uint64    // the last update run that completed
+	lastReadAt time.Time // when that run read the newest ingested_at
+	// Overlap re-reads events ingested this long before the last update's
+	// read: what an insert in flight then, or a clock between hosts, may lag.
 	Overlap time.Duration
+	// Now is the clock the read time comes from (time.Now).
+	Now func() time.Time
 	// FullRebuildAbove: when more customers than this changed, the customers
 	// table is recomputed whole instead of by id list. Either way every row
 	// of resolved_events is read; a full rebuild also aggregates and writes
@@ -50,7 +54,7 @@ type Resolver struct {
 // NewResolver returns a resolver over conn; call Update to bring it up to date.
 func NewResolver(conn store.Conn, logger *slog.Logger) *Resolver {
 	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{}, former: map[string]string{},
-		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000}
+		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000, Now: time.Now}
 }
 
 // rank orders key kinds for the canonical id: CRM first, then email, then anonymous.
@@ -145,7 +149,8 @@ func (r *Resolver) load(ctx context.Context) error {
 		return fmt.Errorf("load customer_merges: %w", err)
 	}
 	// identity_progress is "<watermark RFC3339> <last completed run, 20
-	// digits>", so that of two saved in one second the later sorts last;
+	// digits> <its read time>", so that of two saved in one second the later
+	// sorts last;
 	// identity_watermark is what versions before resolved_events saved.
 	var progress, wm string
 	err = r.conn.QueryRow(ctx, `SELECT argMaxIf(value, (updated_at, value), key = 'identity_progress'), argMaxIf(value, (updated_at, value), key = 'identity_watermark')
@@ -154,7 +159,11 @@ FROM transform_state WHERE key IN ('identity_progress', 'identity_watermark')`).
 		return fmt.Errorf("load identity progress: %w", err)
 	}
 	if progress != "" {
-		if _, err := fmt.Sscanf(progress, "%s %d", &wm, &r.lastRun); err != nil {
+		var readAt string
+		if _, err := fmt.Sscanf(progress, "%s %d %s", &wm, &r.lastRun, &readAt); err != nil {
+			return fmt.Errorf("identity progress %q: %w", progress, err)
+		}
+		if r.lastReadAt, err = time.Parse(time.RFC3339Nano, readAt); err != nil {
 			return fmt.Errorf("identity progress %q: %w", progress, err)
 		}
 	}
@@ -174,6 +183,9 @@ type UpdateStats struct {
 	Customers  int // customers recomputed
 	Merged     int // customers merged into another
 	FullRebuld bool
+	// Time spent staging new events, linking their keys (reading them and
+	// writing merges and identity_map), resolving them, and recomputing customers.
+	Stage, Link, Resolve, Recompute time.Duration
 }
 
 // Update reads events ingested since the last update, links their keys,
@@ -181,12 +193,14 @@ type UpdateStats struct {
 // whose data changed.
 func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	var st UpdateStats
+	started := time.Now()
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(querySettings))
 	if !r.loaded {
 		if err := r.load(ctx); err != nil {
 			return st, err
 		}
 	}
+	readAt := r.Now().UTC()
 	var upper time.Time
 	if err := r.conn.QueryRow(ctx, "SELECT max(ingested_at) FROM events").Scan(&upper); err != nil {
 		return st, fmt.Errorf("identity: read newest ingested_at: %w", err)
@@ -197,36 +211,47 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if upper.Before(r.watermark) || upper.Unix() <= 0 {
 		return st, nil
 	}
+	// Every event visible at the last update's read with ingested_at up to
+	// its watermark was resolved then. One not yet visible was stamped at
+	// most an insert's duration (plus clock skew between hosts) before that
+	// read: Overlap covers both. Anchoring on the read time rather than the
+	// watermark keeps a bulk load, whose events share a minute of
+	// ingested_at, from being re-checked by every later update.
 	from := r.watermark.Add(-r.Overlap)
+	if !r.lastReadAt.IsZero() {
+		from = r.lastReadAt.Add(-r.Overlap)
+	}
 	if r.watermark.Unix() <= 0 {
 		from = time.Unix(0, 0).UTC()
 	}
-	// 1. Events of the window not yet in resolved_events join it, labelled
-	// with the customer their identity key maps to now (the key itself when
-	// unknown); run tags them. Keys are read from these rows, not from
-	// events: an event stored while this update runs waits for the next one
-	// whole, so none is resolved without its keys having been linked.
+	// 1. The window's events that resolved_events does not hold yet are
+	// frozen in resolve_staging: one stored while this update runs waits
+	// for the next one whole, so every event is resolved after its keys
+	// have been linked.
 	run := max(uint64(time.Now().UnixNano()), r.lastRun+1) // increasing even if the clock steps back
-	q := ResolveEventsQuery(from, upper, run)
-	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
-		return st, fmt.Errorf("identity: resolve events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
+	step := time.Now()
+	lap := func(d *time.Duration) { *d, step = time.Since(step), time.Now() }
+	if err := r.conn.Exec(ctx, "TRUNCATE TABLE resolve_staging"); err != nil {
+		return st, fmt.Errorf("identity: empty resolve_staging: %w", err)
 	}
-	// 2. Their keys and labels, and those of rows added by runs that did not
-	// complete (a crash between resolving events and linking them).
-	rows, err := r.conn.Query(ctx, "SELECT DISTINCT crm_contact_id, email_hash, anonymous_id, customer FROM resolved_events WHERE resolve_run > ?", r.lastRun)
+	q := StageEventsQuery(from, upper)
+	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+		return st, fmt.Errorf("identity: stage events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
+	}
+	lap(&st.Stage)
+	// 2. Their keys, and those of rows an update that did not complete
+	// resolved (their customers may not have been recomputed).
+	rows, err := r.conn.Query(ctx, `SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolve_staging
+UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved_events WHERE resolve_run > ?`, r.lastRun)
 	if err != nil {
 		return st, fmt.Errorf("identity: read keys of new events: %w", err)
 	}
 	touched := map[string]bool{} // roots of groups with new keys or links
-	labels := map[string]bool{}  // customer labels of the rows read
 	for rows.Next() {
-		var crm, email, anon, label string
-		if err := rows.Scan(&crm, &email, &anon, &label); err != nil {
+		var crm, email, anon string
+		if err := rows.Scan(&crm, &email, &anon); err != nil {
 			rows.Close()
 			return st, fmt.Errorf("identity: %w", err)
-		}
-		if label != "" {
-			labels[label] = true
 		}
 		keys := identityKeys(crm, email, anon)
 		st.Keys += len(keys)
@@ -252,11 +277,10 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 		changedCustomers[canon] = true
 		for _, m := range r.members[root] {
 			old, ok := r.stored[m]
-			// A key that ever was a customer id, or that labels rows
-			// resolved above, may label rows of resolved_events: point it
-			// at the customer it belongs to now.
+			// A key that ever was a customer id may label rows of
+			// resolved_events: point it at the customer it belongs to now.
 			f, wasFormer := r.former[m]
-			if labelled := (ok && old == m) || wasFormer || labels[m]; labelled && m != canon && f != canon {
+			if labelled := (ok && old == m) || wasFormer; labelled && m != canon && f != canon {
 				merges = append(merges, [2]string{m, canon})
 			}
 			if ok && old == canon {
@@ -286,6 +310,13 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	for i, id := range mapIDs {
 		r.stored[id] = mapCust[i]
 	}
+	lap(&st.Link)
+	// 3. The staged events join resolved_events under their customer.
+	q = ResolveStagedQuery(run)
+	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+		return st, fmt.Errorf("identity: resolve staged events: %w", err)
+	}
+	lap(&st.Resolve)
 	ids := make([]string, 0, len(changedCustomers))
 	for c := range changedCustomers {
 		ids = append(ids, c)
@@ -295,15 +326,17 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if err := r.recomputeCustomers(ctx, ids, st.FullRebuld, now); err != nil {
 		return st, err
 	}
+	lap(&st.Recompute)
 	if err := r.writeTombstones(ctx, tombstones, now); err != nil {
 		return st, err
 	}
-	if err := r.saveWatermark(ctx, upper, run, now); err != nil {
+	if err := r.saveWatermark(ctx, upper, run, readAt, now); err != nil {
 		return st, err
 	}
-	r.watermark, r.lastRun = upper, run
+	r.watermark, r.lastRun, r.lastReadAt = upper, run, readAt
 	if r.log != nil && (st.Changed > 0 || st.Customers > 0) {
 		r.log.Info("identity graph updated", "keys_read", st.Keys, "mappings_written", st.Changed, "customers_recomputed", st.Customers,
+			"took", time.Since(started).Round(time.Millisecond),
 			"customers_merged", st.Merged, "full_rebuild", st.FullRebuld, "watermark", upper.Format(time.RFC3339))
 	}
 	return st, nil
@@ -389,12 +422,12 @@ func (r *Resolver) writeTombstones(ctx context.Context, ts [][2]string, now time
 	return nil
 }
 
-func (r *Resolver) saveWatermark(ctx context.Context, wm time.Time, run uint64, now time.Time) error {
+func (r *Resolver) saveWatermark(ctx context.Context, wm time.Time, run uint64, readAt, now time.Time) error {
 	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO transform_state (key, value, updated_at)")
 	if err != nil {
 		return fmt.Errorf("save identity watermark: %w", err)
 	}
-	if err := batch.Append("identity_progress", fmt.Sprintf("%s %020d", wm.Format(time.RFC3339), run), now); err != nil {
+	if err := batch.Append("identity_progress", fmt.Sprintf("%s %020d %s", wm.Format(time.RFC3339), run, readAt.Format(time.RFC3339Nano)), now); err != nil {
 		_ = batch.Abort()
 		return fmt.Errorf("save identity watermark: %w", err)
 	}

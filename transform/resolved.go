@@ -36,36 +36,45 @@ func ResolvedSQL(cols []string, where string, withID bool) string {
 		list, outID, list, inID, where, mergedID)
 }
 
-// resolveEventsSQL appends the events ingested in [from, upper] that
-// resolved_events does not hold yet, each once, with the customer their
-// identity key maps to now (the key itself when it is not mapped yet) and
-// the update run that added them.
-var resolveEventsSQL = func() string {
+// eventList is ResolvedColumns quoted and comma-separated.
+var eventList = func() string {
 	cols := make([]string, len(ResolvedColumns))
 	for i, c := range ResolvedColumns {
 		cols[i] = quoteIdent(c)
 	}
-	list := strings.Join(cols, ", ")
-	return `INSERT INTO resolved_events (` + list + `, identifier, customer, resolve_run)
-SELECT ` + list + `, identifier, if(mapped_customer != '', mapped_customer, identifier), ?
-FROM (
-  SELECT ` + list + `, ` + catalog.IdentifierExpr + ` AS identifier
-  FROM events
-  WHERE ingested_at >= ? AND ingested_at <= ?
-    AND (type, occurred_at, event_id) NOT IN (
-      SELECT type, occurred_at, event_id FROM resolved_events
-      WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?))
-  LIMIT 1 BY event_id
-) AS fresh
-ANY LEFT JOIN (
-  SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL
-  WHERE identifier IN (SELECT ` + catalog.IdentifierExpr + ` FROM events WHERE ingested_at >= ? AND ingested_at <= ?)
-) AS idmap USING identifier`
+	return strings.Join(cols, ", ")
 }()
 
-// ResolveEventsQuery is the INSERT … SELECT that brings resolved_events up
-// to date with the events ingested in [from, upper], tagging the rows it
-// adds with run.
-func ResolveEventsQuery(from, upper time.Time, run uint64) Query {
-	return Query{SQL: resolveEventsSQL, Args: []any{run, from, upper, from, upper, from, upper}}
+// stageEventsSQL freezes in resolve_staging the events ingested in
+// [from, upper] that resolved_events does not hold yet, each once.
+var stageEventsSQL = `INSERT INTO resolve_staging (` + eventList + `, identifier)
+SELECT ` + eventList + `, ` + catalog.IdentifierExpr + `
+FROM events
+WHERE ingested_at >= ? AND ingested_at <= ?
+  AND (type, occurred_at, event_id) NOT IN (
+    SELECT type, occurred_at, event_id FROM resolved_events
+    WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?))
+LIMIT 1 BY event_id`
+
+// StageEventsQuery is the INSERT … SELECT that fills resolve_staging with
+// the new events ingested in [from, upper].
+func StageEventsQuery(from, upper time.Time) Query {
+	return Query{SQL: stageEventsSQL, Args: []any{from, upper, from, upper}}
+}
+
+// resolveStagedSQL moves the staged events to resolved_events, each under
+// the customer its identity key maps to (the key itself when it has none),
+// tagged with the update's run.
+const resolveStagedSQL = `INSERT INTO resolved_events (` + "%[1]s" + `, identifier, customer, resolve_run)
+SELECT %[1]s, identifier, if(mapped_customer != '', mapped_customer, identifier), ?
+FROM resolve_staging
+ANY LEFT JOIN (
+  SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL
+  WHERE identifier IN (SELECT identifier FROM resolve_staging)
+) AS idmap USING identifier`
+
+// ResolveStagedQuery is the INSERT … SELECT that moves resolve_staging to
+// resolved_events, tagging the rows with run.
+func ResolveStagedQuery(run uint64) Query {
+	return Query{SQL: fmt.Sprintf(resolveStagedSQL, eventList), Args: []any{run}}
 }

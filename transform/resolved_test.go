@@ -61,13 +61,20 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 		return ingest.Row{Topic: typ.Topic(), Event: events.Event{EventID: id, Type: typ, Source: "test",
 			OccurredAt: time.Date(2026, 3, day, 10, 0, 0, 0, time.UTC), CRMContactID: crm, EmailHash: email, AnonymousID: anon}}
 	}
+	var clock time.Time // the resolver's, a second after the last store
 	store := func(ts time.Time, rows ...ingest.Row) {
 		t.Helper()
+		clock = ts.Add(time.Second)
 		if err := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return ts }).InsertEvents(ctx, rows); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r := transform.NewResolver(conn, nil)
+	resolver := func() *transform.Resolver {
+		r := transform.NewResolver(conn, nil)
+		r.Now = func() time.Time { return clock }
+		return r
+	}
+	r := resolver()
 	update := func() transform.UpdateStats {
 		t.Helper()
 		st, err := r.Update(ctx)
@@ -114,7 +121,7 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 	}
 
 	// A restart loads the merges; a later link of another anonymous id joins the same customer.
-	r = transform.NewResolver(conn, nil)
+	r = resolver()
 	store(t0.Add(3*time.Hour), ev("v3", events.TypeAppSession, 5, "", "E", "B"))
 	update()
 	want["v3"] = []string{"crm:C"}
@@ -128,6 +135,7 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 	store(t0.Add(4*time.Hour), ev("l1", events.TypeWebVisit, 6, "", "", "L"))
 	update()
 	store(t0.Add(4*time.Hour-time.Minute), ev("l2", events.TypeFormSubmitted, 6, "", "E", "L"))
+	clock = t0.Add(4*time.Hour + time.Second)
 	if st := update(); st.Merged != 1 {
 		t.Fatalf("late link merged %d customers, want 1", st.Merged)
 	}
@@ -240,8 +248,8 @@ func TestIncrementalUpdateOfManyCustomers(t *testing.T) {
 	}
 }
 
-// A crash after events were added to resolved_events but before their keys
-// were linked: the next resolver links them from the unfinished run's rows.
+// A crash after events were added to resolved_events but before their
+// customers were recomputed: the next resolver finishes the unfinished run.
 func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
 	_, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
@@ -251,10 +259,11 @@ func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
 		Source: "test", OccurredAt: at.Add(-time.Hour), EmailHash: "E", AnonymousID: "A"}}}); err != nil {
 		t.Fatal(err)
 	}
-	// What the crashed update did: resolve the event, nothing more.
-	q := transform.ResolveEventsQuery(time.Unix(0, 0), at, 7)
-	if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
-		t.Fatal(err)
+	// What the crashed update did: stage and resolve the event, nothing more.
+	for _, q := range []transform.Query{transform.StageEventsQuery(time.Unix(0, 0), at), transform.ResolveStagedQuery(7)} {
+		if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	st, err := transform.NewResolver(conn, nil).Update(ctx)
 	if err != nil {

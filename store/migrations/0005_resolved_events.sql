@@ -8,8 +8,8 @@
 -- distinct counts and joins on it are several times cheaper than on the
 -- id, which is up to 70 characters. (Two of a million customers sharing a
 -- hash has odds of about 1 in 36 million.)
--- resolve_run tags the rows one resolver update added: it reads their
--- identity keys next.
+-- resolve_run tags the rows one resolver update added, so that the next
+-- update finishes the work of one that did not complete.
 -- The ReplacingMergeTree key is a safety net only: the resolver inserts each
 -- event_id once, so no query needs FINAL here.
 CREATE TABLE IF NOT EXISTS resolved_events (
@@ -58,3 +58,33 @@ ORDER BY former;
 
 -- The same key on the customer 360, for joining customer attributes.
 ALTER TABLE customers ADD COLUMN customer_key UInt64 DEFAULT cityHash64(customer_id);
+
+-- Scratch space of the identity resolver: the new events of the update in
+-- progress, frozen so that their keys are linked before they join
+-- resolved_events under their final customer. Emptied by every update.
+CREATE TABLE IF NOT EXISTS resolve_staging (
+    event_id       String,
+    type           String,
+    occurred_at    DateTime('UTC'),
+    source         String,
+    channel        String,
+    campaign_id    String,
+    order_channel  String,
+    platform       String,
+    stage          String,
+    outcome        String,
+    segment        String,
+    country        String,
+    vendor         String,
+    currency       String,
+    entity_id      String,
+    crm_contact_id String,
+    email_hash     String,
+    anonymous_id   String,
+    topic          String,
+    amount         Float64,
+    impressions    UInt64,
+    clicks         UInt64,
+    ingested_at    DateTime('UTC'),
+    identifier     String
+) ENGINE = Memory;
