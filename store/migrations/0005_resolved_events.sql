@@ -61,7 +61,8 @@ ALTER TABLE customers ADD COLUMN customer_key UInt64 DEFAULT cityHash64(customer
 
 -- Scratch space of the identity resolver: the new events of the update in
 -- progress, frozen so that their keys are linked before they join
--- resolved_events under their final customer. Emptied by every update.
+-- resolved_events under their final customer. Emptied by every update. On
+-- disk, not in memory: after a bulk load it holds millions of events.
 CREATE TABLE IF NOT EXISTS resolve_staging (
     event_id       String,
     type           String,
@@ -87,4 +88,5 @@ CREATE TABLE IF NOT EXISTS resolve_staging (
     clicks         UInt64,
     ingested_at    DateTime('UTC'),
     identifier     String
-) ENGINE = Memory;
+) ENGINE = MergeTree
+ORDER BY tuple();
