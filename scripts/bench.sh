@@ -18,6 +18,8 @@ go test -run XXX -bench DefaultCatalogRefresh -benchtime 1x -timeout 60m ./trans
 echo "== ingest hot spots: dedupe window, ClickHouse insert of one 50,000-row batch"
 go test -run XXX -bench SeenSetAdd -benchmem ./ingest/
 go test -run XXX -bench InsertEvents -benchtime 20x -benchmem ./ingest/
+echo "== what kafka-go alone costs per message on the same stream (conn, consumer-group reader, reader + decode)"
+go test -run XXX -bench KafkaClientFloor -benchtime 2x -timeout 30m ./internal/ingestbench/
 echo "== ingest end to end: ~1 M generated events (1 % invalid, 5 % duplicates) in the embedded broker,"
 echo "   consumed by 'kpibridge run --role ingest' at default settings (targets: >= 250k events/s, <= 2.5 CPU-µs/event, <= 300 MB RSS)"
 go test -run XXX -bench IngestEndToEnd -benchtime 1x -count "${INGEST_RUNS:-3}" -timeout 60m ./internal/ingestbench/
