@@ -14,7 +14,9 @@ go test -run XXX -bench . -benchmem -benchtime "${BENCHTIME:-1s}" ./events/ ./ge
 echo "== scrape latency, 2,000 KPI series (target p99 <= 50 ms)"
 go test -run XXX -bench Scrape -benchtime "${SCRAPES:-500x}" ./exporter/
 echo "== full default catalog refresh over ${KPIBRIDGE_BENCH_EVENTS:-10000000} events (target <= 5 s)"
-go test -run XXX -bench DefaultCatalogRefresh -benchtime 1x -timeout 60m ./transform/
+go test -run XXX -bench DefaultCatalogRefresh -benchtime 3x -timeout 60m ./transform/
+echo "== identity update over the same data set: 20,000 new events of known customers"
+go test -run XXX -bench IdentityUpdate -benchtime 3x -timeout 60m ./transform/
 echo "== ingest hot spots: dedupe window, ClickHouse insert of one 50,000-row batch"
 go test -run XXX -bench SeenSetAdd -benchmem ./ingest/
 go test -run XXX -bench InsertEvents -benchtime 20x -benchmem ./ingest/

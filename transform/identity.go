@@ -194,7 +194,9 @@ type UpdateStats struct {
 func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	var st UpdateStats
 	started := time.Now()
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(querySettings))
+	// No querySettings here: the resolver filters FINAL reads on their sorting
+	// key only (safe in PREWHERE), and its scans of events by ingested_at
+	// need PREWHERE not to read every column of every event.
 	if !r.loaded {
 		if err := r.load(ctx); err != nil {
 			return st, err
