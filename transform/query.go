@@ -57,3 +57,49 @@ func QueryKPI(ctx context.Context, q Querier, c *catalog.Catalog, name, by, wind
 	res := eval(k, dims)
 	return res, res.Err
 }
+
+// ReadsCustomers reports whether k, or a KPI it is derived from, has a
+// measure of the customer: one that reads resolved_events and so sees an
+// event only once the identity resolver has placed it.
+func ReadsCustomers(c *catalog.Catalog, k catalog.KPI) bool {
+	for _, m := range []*catalog.Measure{k.Measure, k.Numerator, k.Denominator} {
+		if m == nil || m.Source != "events" {
+			continue
+		}
+		cols := append([]string{m.Field, m.GroupBy}, catalog.SortedKeys(m.Where)...)
+		for _, d := range k.Dimensions {
+			cols = append(cols, m.Dimension(d))
+		}
+		for _, n := range cols {
+			if catalog.Sources["events"].Columns[n].Layer >= 2 {
+				return true
+			}
+		}
+	}
+	if k.Type == catalog.TypeDerived {
+		refs, _ := catalog.References(k.Expression)
+		for _, r := range refs {
+			if dep, ok := c.Get(r); ok && ReadsCustomers(c, dep) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ResolvedUpTo returns the newest ingest time of the events the identity
+// resolver has placed, and of all stored events.
+func ResolvedUpTo(ctx context.Context, q Querier) (resolved, stored time.Time, err error) {
+	rows, err := q.Query(ctx, "SELECT (SELECT max(ingested_at) FROM resolved_events), (SELECT max(ingested_at) FROM events)")
+	if err != nil {
+		return resolved, stored, err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		err = rows.Scan(&resolved, &stored)
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	return resolved.UTC(), stored.UTC(), err
+}

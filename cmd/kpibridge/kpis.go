@@ -82,6 +82,17 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 				return err
 			}
 			k, _ := c.Get(*name)
+			if transform.ReadsCustomers(c, k) {
+				// Customer measures see what the transform role has resolved; say so when that lags.
+				if resolved, stored, err := transform.ResolvedUpTo(ctx, conn); err == nil && stored.Sub(resolved) > 2*cfg.Transform.IdentityInterval {
+					when := "none yet"
+					if resolved.Unix() > 0 {
+						when = "up to " + resolved.Format(time.RFC3339)
+					}
+					fmt.Fprintf(a.stderr, "note: %s counts customers over events the transform role has resolved (%s); events are stored up to %s. Run `kpibridge run --role transform` to keep them current.\n",
+						*name, when, stored.Format(time.RFC3339))
+				}
+			}
 			return printResult(a.stdout, k, res, *format)
 		}},
 		{docs.FullCommand(), func(ctx context.Context) error {

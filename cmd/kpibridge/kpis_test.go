@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/ingest"
@@ -144,5 +145,31 @@ func TestKPIsListAndCheck(t *testing.T) {
 	code, _, errOut := runCLI(t, nil, "kpis", "check", filepath.Join("..", "..", "catalog", "testdata", "bad_derived_missing.yaml"))
 	if code != 1 || !strings.Contains(errOut, "bad_derived_missing.yaml:13: kpi roi") {
 		t.Errorf("kpis check bad: exit %d %s", code, errOut)
+	}
+}
+
+// A customer KPI queried while events wait for the resolver says so on
+// stderr; an event KPI does not.
+func TestKPIsQueryNotesUnresolvedEvents(t *testing.T) {
+	target := loadFixture(t)
+	conn, err := store.Open(context.Background(), target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Events stored an hour after the resolver last ran, not resolved yet.
+	late := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return time.Now().Add(time.Hour) })
+	if err := late.InsertEvents(context.Background(), []ingest.Row{{Topic: "campaign.events", Event: events.Event{EventID: "new1",
+		Type: events.TypeWebVisit, Source: "test", OccurredAt: time.Now(), AnonymousID: "someone"}}}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"KPIBRIDGE_CLICKHOUSE_DSN": target.DSN}
+	code, _, errOut := runCLI(t, env, "kpis", "query", "active_customers")
+	if code != 0 || !strings.Contains(errOut, "note: active_customers counts customers over events the transform role has resolved") {
+		t.Errorf("customer KPI: exit %d, stderr %q, want the note", code, errOut)
+	}
+	code, _, errOut = runCLI(t, env, "kpis", "query", "revenue")
+	if code != 0 || strings.Contains(errOut, "note:") {
+		t.Errorf("event KPI: exit %d, stderr %q, want no note", code, errOut)
 	}
 }
