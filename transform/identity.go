@@ -384,42 +384,33 @@ func (r *Resolver) writeMap(ctx context.Context, ids, cust []string, now time.Ti
 	return nil
 }
 
+// writeMerges records customer ids that stopped being canonical and the customer each belongs to now.
 func (r *Resolver) writeMerges(ctx context.Context, merges [][2]string, now time.Time) error {
-	if len(merges) == 0 {
-		return nil
-	}
-	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO customer_merges (former, customer_id, updated_at)")
-	if err != nil {
-		return fmt.Errorf("write customer_merges: %w", err)
-	}
-	for _, m := range merges {
-		if err := batch.Append(m[0], m[1], now); err != nil {
-			_ = batch.Abort()
-			return fmt.Errorf("write customer_merges: %w", err)
-		}
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("write %d rows to customer_merges: %w", len(merges), err)
-	}
-	return nil
+	return r.writePairs(ctx, "INSERT INTO customer_merges (former, customer_id, updated_at)", "customer_merges", merges, now)
 }
 
+// writeTombstones marks merged customers in the 360 with the survivor.
 func (r *Resolver) writeTombstones(ctx context.Context, ts [][2]string, now time.Time) error {
-	if len(ts) == 0 {
+	return r.writePairs(ctx, "INSERT INTO customers (customer_id, merged_into, updated_at)", "merged customers", ts, now)
+}
+
+// writePairs inserts rows of (a, b, now) in one batch.
+func (r *Resolver) writePairs(ctx context.Context, insert, what string, pairs [][2]string, now time.Time) error {
+	if len(pairs) == 0 {
 		return nil
 	}
-	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO customers (customer_id, merged_into, updated_at)")
+	batch, err := r.conn.PrepareBatch(ctx, insert)
 	if err != nil {
-		return fmt.Errorf("write merged customers: %w", err)
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	for _, t := range ts {
-		if err := batch.Append(t[0], t[1], now); err != nil {
+	for _, p := range pairs {
+		if err := batch.Append(p[0], p[1], now); err != nil {
 			_ = batch.Abort()
-			return fmt.Errorf("write merged customers: %w", err)
+			return fmt.Errorf("write %s: %w", what, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("write %d merged customers: %w", len(ts), err)
+		return fmt.Errorf("write %d rows of %s: %w", len(pairs), what, err)
 	}
 	return nil
 }

@@ -63,30 +63,6 @@ ALTER TABLE customers ADD COLUMN customer_key UInt64 DEFAULT cityHash64(customer
 -- progress, frozen so that their keys are linked before they join
 -- resolved_events under their final customer. Emptied by every update. On
 -- disk, not in memory: after a bulk load it holds millions of events.
-CREATE TABLE IF NOT EXISTS resolve_staging (
-    event_id       String,
-    type           String,
-    occurred_at    DateTime('UTC'),
-    source         String,
-    channel        String,
-    campaign_id    String,
-    order_channel  String,
-    platform       String,
-    stage          String,
-    outcome        String,
-    segment        String,
-    country        String,
-    vendor         String,
-    currency       String,
-    entity_id      String,
-    crm_contact_id String,
-    email_hash     String,
-    anonymous_id   String,
-    topic          String,
-    amount         Float64,
-    impressions    UInt64,
-    clicks         UInt64,
-    ingested_at    DateTime('UTC'),
-    identifier     String
-) ENGINE = MergeTree
+CREATE TABLE IF NOT EXISTS resolve_staging AS resolved_events
+ENGINE = MergeTree
 ORDER BY tuple();
