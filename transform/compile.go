@@ -291,12 +291,19 @@ func (c *compiler) from(used []string) (string, error) {
 // event and its customer; customer attributes (layer 3) join customers.
 func (c *compiler) fromEvents(used []string) string {
 	need := c.layer(used)
+	// computed is how the first read computes column n, "" when it is stored
+	// (resolved_events stores the identifier).
+	computed := func(n string) string {
+		if need >= 2 && n == "identifier" {
+			return ""
+		}
+		return c.src.Columns[n].Expr
+	}
 	var l1 []string
 	addCol := func(n string) {
-		col := c.src.Columns[n]
 		expr := quoteIdent(n)
-		if col.Expr != "" && !(need >= 2 && n == "identifier") { // resolved_events stores the identifier
-			expr = col.Expr + " AS " + quoteIdent(n)
+		if e := computed(n); e != "" {
+			expr = e + " AS " + quoteIdent(n)
 		}
 		if !slices.Contains(l1, expr) {
 			l1 = append(l1, expr)
@@ -307,9 +314,10 @@ func (c *compiler) fromEvents(used []string) string {
 			addCol(n)
 		}
 	}
-	// Pre-filters on raw columns only: the same rows of one event_id are
-	// identical. Built anew each time it is written, since arguments bind in
-	// text order.
+	// Filters of the first read: the window on a stored time column, and
+	// every condition on the event's own columns (the copies of one event_id
+	// are identical, so this changes nothing but the cost). Built anew each
+	// time it is written, since arguments bind in text order.
 	where := func() string {
 		var pre []string
 		if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
@@ -319,13 +327,13 @@ func (c *compiler) fromEvents(used []string) string {
 			if !c.pushed(n) {
 				continue
 			}
-			col, expr := c.src.Columns[n], quoteIdent(n)
-			if col.Expr != "" && !(need >= 2 && n == "identifier") {
-				expr = "(" + col.Expr + ")"
+			expr := quoteIdent(n)
+			if e := computed(n); e != "" {
+				expr = "(" + e + ")"
 			}
 			s, _ := c.condition(n, c.m.Where[n], expr) // checked when the measure compiled
 			pre = append(pre, s)
-			if types := col.OnlyTypes; len(types) > 0 && !matchesEmpty(c.m.Where[n]) {
+			if types := c.src.Columns[n].OnlyTypes; len(types) > 0 && !matchesEmpty(c.m.Where[n]) {
 				ph := make([]string, len(types))
 				for i, t := range types {
 					ph[i] = c.bind(t)
@@ -360,7 +368,7 @@ func (c *compiler) fromEvents(used []string) string {
 			continue
 		}
 		deps := col.Uses
-		if col.Expr == "" || n == "identifier" {
+		if computed(n) == "" {
 			deps = []string{n}
 		}
 		for _, d := range deps {
