@@ -17,8 +17,9 @@ type Column struct {
 	// Expr is the ClickHouse expression of the column at its Layer: a
 	// constant of the schema, never user data.
 	Expr string
-	// Layer 1 is the deduplicated event row; 2 needs the identity map
-	// (customer); 3 needs the customer's attributes.
+	// Layer 1 is the event's own row; 2 needs its customer (the measure
+	// reads resolved_events); 3 needs the customer's attributes (a join
+	// with customers).
 	Layer int
 	// Uses are the raw columns Expr reads.
 	Uses []string

@@ -120,7 +120,7 @@ func TestChDBConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []transform.Query{transform.StageEventsQuery(now.Add(-time.Hour), now), transform.ResolveStagedQuery(1), all, some} {
+	for _, q := range []transform.Query{transform.StageEventsQuery(now.Add(-time.Hour), now, false), transform.StageEventsQuery(now.Add(-time.Hour), now, true), transform.ResolveStagedQuery(1), all, some} {
 		chdbQuery(t, s, inline(t, q))
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/kpibridge/kpibridge/catalog"
 )
 
-// Query is compiled SQL with its bound arguments. It returns rows of
-// (dim_value String, value Float64).
+// Query is compiled SQL with its bound arguments: a measure's returns rows
+// of (dim_value String, value Float64); the resolver's are INSERT … SELECTs.
 type Query struct {
 	SQL  string
 	Args []any
@@ -315,9 +315,11 @@ func (c *compiler) fromEvents(used []string) string {
 		}
 	}
 	// Filters of the first read: the window on a stored time column, and
-	// every condition on the event's own columns (the copies of one event_id
-	// are identical, so this changes nothing but the cost). Built anew each
-	// time it is written, since arguments bind in text order.
+	// every condition on the event's own columns. Re-delivered copies of an
+	// event differ only in where and when they were received (topic,
+	// ingested_at); a condition on those counts the event if any copy
+	// matches. Built anew each time it is written, since arguments bind in
+	// text order.
 	where := func() string {
 		var pre []string
 		if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
@@ -424,9 +426,8 @@ func matchesEmpty(cond catalog.Condition) bool {
 	return true
 }
 
-// pushed: conditions on the event's own columns filter the innermost read
-// of the events source (the copies of one event_id are identical, so
-// filtering before deduplication or joins changes nothing but the cost).
+// pushed: conditions on the event's own columns filter the first read of
+// the events source, before deduplication and joins (see fromEvents).
 func (c *compiler) pushed(name string) bool {
 	return c.m.Source == "events" && c.src.Columns[name].Layer == 1
 }

@@ -218,7 +218,7 @@ func (m measurer) run(ctx context.Context, ms *catalog.Measure, dimension string
 	if m.cache == nil {
 		return query(ctx, m.q, ms, dimension, cq)
 	}
-	key := cq.SQL + "\x00" + fmt.Sprint(cq.Args...)
+	key := cq.SQL + "\x00" + fmt.Sprintf("%#v", cq.Args) // %#v quotes strings: ("ab", "c") is not ("a", "bc")
 	m.cache.mu.Lock()
 	e, ok := m.cache.entries[key]
 	if !ok {

@@ -34,15 +34,19 @@ type Resolver struct {
 	stored  map[string]string   // key → customer_id as last written to identity_map
 	former  map[string]string   // former customer id → customer as last written to customer_merges
 
-	watermark  time.Time // ingested_at up to which events were read
-	loaded     bool
-	lastRun    uint64    // the last update run that completed
-	lastReadAt time.Time // when that run read the newest ingested_at
+	watermark     time.Time // ingested_at up to which events were read
+	loaded        bool
+	lastRun       uint64    // the last update run that completed
+	lastReadAt    time.Time // when that run read the newest ingested_at
+	lastFullCheck time.Time // read time of the last update that checked every event
 	// Overlap re-reads events ingested this long before the last update's
 	// read: what an insert in flight then, or a clock between hosts, may lag.
 	Overlap time.Duration
 	// Now is the clock the read time comes from (time.Now).
 	Now func() time.Time
+	// FullCheckEvery: an update this long after the last full check (and
+	// the first of a process) checks every event, not only the window's.
+	FullCheckEvery time.Duration
 	// FullRebuildAbove: when more customers than this changed, the customers
 	// table is recomputed whole instead of by id list. Either way every row
 	// of resolved_events is read; a full rebuild also aggregates and writes
@@ -54,7 +58,7 @@ type Resolver struct {
 // NewResolver returns a resolver over conn; call Update to bring it up to date.
 func NewResolver(conn store.Conn, logger *slog.Logger) *Resolver {
 	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{}, former: map[string]string{},
-		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000, Now: time.Now}
+		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000, Now: time.Now, FullCheckEvery: time.Hour}
 }
 
 // rank orders key kinds for the canonical id: CRM first, then email, then anonymous.
@@ -115,7 +119,8 @@ func (r *Resolver) canonical(root string) string {
 	return best
 }
 
-// load reads identity_map and the watermark: the state a restart resumes from.
+// load reads identity_map, customer_merges and the progress of the last
+// completed update: the state a restart resumes from.
 func (r *Resolver) load(ctx context.Context) error {
 	rows, err := r.conn.Query(ctx, "SELECT identifier, customer_id FROM identity_map FINAL")
 	if err != nil {
@@ -150,26 +155,23 @@ func (r *Resolver) load(ctx context.Context) error {
 	}
 	// identity_progress is "<watermark RFC3339> <last completed run, 20
 	// digits> <its read time>", so that of two saved in one second the later
-	// sorts last;
-	// identity_watermark is what versions before resolved_events saved.
-	var progress, wm string
-	err = r.conn.QueryRow(ctx, `SELECT argMaxIf(value, (updated_at, value), key = 'identity_progress'), argMaxIf(value, (updated_at, value), key = 'identity_watermark')
-FROM transform_state WHERE key IN ('identity_progress', 'identity_watermark')`).Scan(&progress, &wm)
+	// sorts last. A database without it (new, or from before
+	// resolved_events) starts from the first event.
+	var progress string
+	err = r.conn.QueryRow(ctx, "SELECT argMax(value, (updated_at, value)) FROM transform_state WHERE key = 'identity_progress'").Scan(&progress)
 	if err != nil {
 		return fmt.Errorf("load identity progress: %w", err)
 	}
 	if progress != "" {
-		var readAt string
+		var wm, readAt string
 		if _, err := fmt.Sscanf(progress, "%s %d %s", &wm, &r.lastRun, &readAt); err != nil {
+			return fmt.Errorf("identity progress %q: %w", progress, err)
+		}
+		if r.watermark, err = time.Parse(time.RFC3339, wm); err != nil {
 			return fmt.Errorf("identity progress %q: %w", progress, err)
 		}
 		if r.lastReadAt, err = time.Parse(time.RFC3339Nano, readAt); err != nil {
 			return fmt.Errorf("identity progress %q: %w", progress, err)
-		}
-	}
-	if wm != "" {
-		if r.watermark, err = time.Parse(time.RFC3339, wm); err != nil {
-			return fmt.Errorf("identity watermark %q: %w", wm, err)
 		}
 	}
 	r.loaded = true
@@ -188,9 +190,11 @@ type UpdateStats struct {
 	Stage, Link, Resolve, Recompute time.Duration
 }
 
-// Update reads events ingested since the last update, links their keys,
-// writes changed mappings to identity_map and recomputes the customers
-// whose data changed.
+// Update brings the identity graph up to date: it stages the events
+// ingested since the last update that resolved_events does not hold, links
+// their keys (customer_merges, customers tombstones, identity_map), moves
+// them to resolved_events under their customer, recomputes the 360 of the
+// customers they touch, and saves its progress.
 func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	var st UpdateStats
 	started := time.Now()
@@ -223,7 +227,11 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if !r.lastReadAt.IsZero() {
 		from = r.lastReadAt.Add(-r.Overlap)
 	}
-	if r.watermark.Unix() <= 0 {
+	// Now and then, and first thing after a start, every event is checked
+	// instead: whatever a window missed (an insert slower than Overlap, a
+	// clock further off, a bulk load with old ingest times) is resolved then.
+	full := r.watermark.Unix() <= 0 || readAt.Sub(r.lastFullCheck) >= r.FullCheckEvery
+	if full {
 		from = time.Unix(0, 0).UTC()
 	}
 	// 1. The window's events that resolved_events does not hold yet are
@@ -236,7 +244,7 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if err := r.conn.Exec(ctx, "TRUNCATE TABLE resolve_staging"); err != nil {
 		return st, fmt.Errorf("identity: empty resolve_staging: %w", err)
 	}
-	q := StageEventsQuery(from, upper)
+	q := StageEventsQuery(from, upper, full)
 	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 		return st, fmt.Errorf("identity: stage events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
 	}
@@ -264,6 +272,10 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 			}
 			touched[root] = true
 		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("identity: read keys of new events: %w", err)
 	}
 	// Roots may have been merged away since they were marked: keep live roots.
 	changedCustomers := map[string]bool{}
@@ -298,9 +310,13 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 	st.Changed = len(mapIDs)
 	st.Merged = len(tombstones)
 	now := time.Now().UTC()
-	// Merges first: after a crash between the two writes, a restart reloads
-	// the old identity_map, finds the same merges and completes them.
+	// Merges and tombstones first: they are derived from the stored map, so
+	// after a crash before the map is written a restart derives and writes
+	// them again (writing them twice is harmless).
 	if err := r.writeMerges(ctx, merges, now); err != nil {
+		return st, err
+	}
+	if err := r.writeTombstones(ctx, tombstones, now); err != nil {
 		return st, err
 	}
 	for _, m := range merges {
@@ -329,13 +345,13 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 		return st, err
 	}
 	lap(&st.Recompute)
-	if err := r.writeTombstones(ctx, tombstones, now); err != nil {
-		return st, err
-	}
 	if err := r.saveWatermark(ctx, upper, run, readAt, now); err != nil {
 		return st, err
 	}
 	r.watermark, r.lastRun, r.lastReadAt = upper, run, readAt
+	if full {
+		r.lastFullCheck = readAt
+	}
 	if r.log != nil && (st.Changed > 0 || st.Customers > 0) {
 		r.log.Info("identity graph updated", "keys_read", st.Keys, "mappings_written", st.Changed, "customers_recomputed", st.Customers,
 			"took", time.Since(started).Round(time.Millisecond),

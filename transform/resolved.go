@@ -46,32 +46,42 @@ var eventList = func() string {
 }()
 
 // stageEventsSQL freezes in resolve_staging the events ingested in
-// [from, upper] that resolved_events does not hold yet, each once.
-var stageEventsSQL = `INSERT INTO resolve_staging (` + eventList + `, identifier)
-SELECT ` + eventList + `, ` + catalog.IdentifierExpr + `
+// [from, upper] that resolved_events does not hold yet, each once; %s is
+// the check against resolved_events.
+const stageEventsSQL = `INSERT INTO resolve_staging (%[1]s, identifier)
+SELECT %[1]s, ` + catalog.IdentifierExpr + `
 FROM events
 WHERE ingested_at >= ? AND ingested_at <= ?
-  AND (type, occurred_at, event_id) NOT IN (
-    SELECT type, occurred_at, event_id FROM resolved_events
-    WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?))
+  AND (type, occurred_at, event_id) NOT IN (%[2]s)
 LIMIT 1 BY event_id`
 
 // StageEventsQuery is the INSERT … SELECT that fills resolve_staging with
-// the new events ingested in [from, upper].
-func StageEventsQuery(from, upper time.Time) Query {
-	return Query{SQL: stageEventsSQL, Args: []any{from, upper, from, upper}}
+// the new events ingested in [from, upper]. A window checks only
+// resolved_events rows that match its own events (cheap while the window
+// is small); full checks against every row, which is cheaper than that
+// when the window holds everything.
+func StageEventsQuery(from, upper time.Time, full bool) Query {
+	if full {
+		return Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, "SELECT type, occurred_at, event_id FROM resolved_events"), Args: []any{from, upper}}
+	}
+	check := "SELECT type, occurred_at, event_id FROM resolved_events WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?)"
+	return Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, check), Args: []any{from, upper, from, upper}}
 }
 
 // resolveStagedSQL moves the staged events to resolved_events, each under
 // the customer its identity key maps to (the key itself when it has none),
-// tagged with the update's run.
-const resolveStagedSQL = `INSERT INTO resolved_events (` + "%[1]s" + `, identifier, customer, resolve_run)
+// tagged with the update's run. Staged rows resolved_events already holds
+// are left out: a re-delivered copy can be stored while staging checks.
+const resolveStagedSQL = `INSERT INTO resolved_events (%[1]s, identifier, customer, resolve_run)
 SELECT %[1]s, identifier, if(mapped_customer != '', mapped_customer, identifier), ?
 FROM resolve_staging
 ANY LEFT JOIN (
   SELECT identifier, customer_id AS mapped_customer FROM identity_map FINAL
   WHERE identifier IN (SELECT identifier FROM resolve_staging)
-) AS idmap USING identifier`
+) AS idmap USING identifier
+WHERE (type, occurred_at, event_id) NOT IN (
+  SELECT type, occurred_at, event_id FROM resolved_events
+  WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM resolve_staging))`
 
 // ResolveStagedQuery is the INSERT … SELECT that moves resolve_staging to
 // resolved_events, tagging the rows with run.

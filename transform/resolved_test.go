@@ -260,7 +260,7 @@ func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the crashed update did: stage and resolve the event, nothing more.
-	for _, q := range []transform.Query{transform.StageEventsQuery(time.Unix(0, 0), at), transform.ResolveStagedQuery(7)} {
+	for _, q := range []transform.Query{transform.StageEventsQuery(time.Unix(0, 0), at, true), transform.ResolveStagedQuery(7)} {
 		if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 			t.Fatal(err)
 		}
@@ -275,5 +275,79 @@ func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
 	var cust string
 	if err := conn.QueryRow(ctx, "SELECT customer_id FROM identity_map FINAL WHERE identifier = 'anon:A'").Scan(&cust); err != nil || cust != "email:E" {
 		t.Fatalf("anon:A maps to %q (%v), want email:E", cust, err)
+	}
+}
+
+// Events the window cannot see — stored with an ingest time long past, as a
+// bulk load may — are resolved by the full check of a new process, and by
+// the periodic one.
+func TestFullCheckResolvesEventsOutsideTheWindow(t *testing.T) {
+	_, conn := testenv.MigratedClickHouse(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 20, 12, 0, 0, 0, time.UTC)
+	storeAt := func(at time.Time, id string) {
+		t.Helper()
+		w := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return at })
+		if err := w.InsertEvents(ctx, []ingest.Row{{Topic: "campaign.events", Event: events.Event{EventID: id, Type: events.TypeWebVisit,
+			Source: "test", OccurredAt: at.Add(-time.Hour), AnonymousID: id}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolved := func() uint64 {
+		t.Helper()
+		var n uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM resolved_events").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	newResolver := func() *transform.Resolver {
+		r := transform.NewResolver(conn, nil)
+		r.Now = func() time.Time { return now }
+		return r
+	}
+	storeAt(now, "a")
+	r := newResolver()
+	if _, err := r.Update(ctx); err != nil || resolved() != 1 {
+		t.Fatalf("first update: %d resolved (%v), want 1", resolved(), err)
+	}
+	storeAt(now.Add(-24*time.Hour), "old") // a day before the window
+	storeAt(now.Add(time.Second), "b")
+	now = now.Add(time.Minute)
+	if _, err := r.Update(ctx); err != nil || resolved() != 2 {
+		t.Fatalf("window update: %d resolved (%v), want 2 (the old event is outside the window)", resolved(), err)
+	}
+	if _, err := newResolver().Update(ctx); err != nil || resolved() != 3 {
+		t.Fatalf("a new process's first update: %d resolved (%v), want 3", resolved(), err)
+	}
+	storeAt(now.Add(-48*time.Hour), "older")
+	r.FullCheckEvery = 0
+	if _, err := r.Update(ctx); err != nil || resolved() != 4 {
+		t.Fatalf("periodic full check: %d resolved (%v), want 4", resolved(), err)
+	}
+}
+
+// A staged event that resolved_events already holds (a re-delivered copy
+// stored while staging checked) is not resolved twice.
+func TestResolveSkipsStagedEventsAlreadyResolved(t *testing.T) {
+	_, conn := testenv.MigratedClickHouse(t)
+	ctx := context.Background()
+	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, []ingest.Row{{Topic: "campaign.events", Event: events.Event{EventID: "e1",
+		Type: events.TypeWebVisit, Source: "test", OccurredAt: time.Now().Add(-time.Hour), AnonymousID: "A"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := transform.NewResolver(conn, nil).Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "INSERT INTO resolve_staging (event_id, type, occurred_at, source, ingested_at, identifier) SELECT event_id, type, occurred_at, source, ingested_at, identifier FROM resolved_events"); err != nil {
+		t.Fatal(err)
+	}
+	q := transform.ResolveStagedQuery(99)
+	if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM resolved_events WHERE event_id = 'e1'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("e1 has %d rows in resolved_events (%v), want 1", n, err)
 	}
 }
