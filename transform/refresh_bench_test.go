@@ -163,24 +163,29 @@ func BenchmarkIdentityUpdate(b *testing.B) {
 	conn := refreshDataset(b)
 	ctx := context.Background()
 	r := transform.NewResolver(conn, nil)
-	if _, err := r.Update(ctx); err != nil { // loads the graph: not part of the figure
-		b.Fatal(err)
-	}
 	cols := strings.Join(transform.ResolvedColumns, ", ")
 	copyCols := strings.Replace(strings.Replace(cols, "event_id", "concat('inc-', toString(?), '-', event_id)", 1), "ingested_at", "now()", 1)
-	b.Cleanup(func() {
-		for _, t := range []string{"events", "resolved_events"} {
-			_ = conn.Exec(ctx, "ALTER TABLE "+t+" DELETE WHERE startsWith(event_id, 'inc-')")
-		}
-	})
-	var total time.Duration
-	for i := range b.N {
-		b.StopTimer()
+	// The copies stay: deleting them would rewrite the data set's parts
+	// (a mutation) under the next benchmark. They add 0.2 % per iteration.
+	addEvents := func() {
 		if err := conn.Exec(ctx, "INSERT INTO events ("+cols+") SELECT "+copyCols+" FROM events WHERE occurred_at >= ? AND NOT startsWith(event_id, 'inc-') LIMIT 20000",
 			time.Now().UnixNano(), benchEnd.Add(-24*time.Hour)); err != nil {
 			b.Fatal(err)
 		}
 		time.Sleep(1100 * time.Millisecond) // past the watermark's second
+	}
+	// The first update of a process checks every event: timed on its own.
+	addEvents()
+	start := time.Now()
+	st, err := r.Update(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("first update of the process (full check): %+v in %s", st, time.Since(start).Round(time.Millisecond))
+	var total time.Duration
+	for i := range b.N {
+		b.StopTimer()
+		addEvents()
 		b.StartTimer()
 		start := time.Now()
 		st, err := r.Update(ctx)
