@@ -67,6 +67,15 @@ func (c *compiler) ref(name string) string {
 // quoteIdent quotes a schema column name (letters, digits, _ and .) for ClickHouse.
 func quoteIdent(name string) string { return "`" + name + "`" }
 
+// quoteIdents quotes each of names.
+func quoteIdents(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = quoteIdent(n)
+	}
+	return out
+}
+
 // layer is the deepest join any used column needs.
 func (c *compiler) layer(cols []string) int {
 	l := 1

@@ -21,11 +21,7 @@ var ResolvedColumns = []string{"event_id", "type", "occurred_at", "source", "cha
 // redirected to the customer it belongs to now; withID adds the customer id
 // as customer.
 func ResolvedSQL(cols []string, where string, withID bool) string {
-	names := make([]string, len(cols))
-	for i, c := range cols {
-		names[i] = quoteIdent(c)
-	}
-	list := strings.Join(append(names, ""), ", ") // each name followed by ", "
+	list := strings.Join(append(quoteIdents(cols), ""), ", ") // each name followed by ", "
 	outID, inID, mergedID := "", "", ""
 	if withID {
 		outID = ", if(merged_key != 0, merged_to, stored_customer) AS customer"
@@ -37,17 +33,11 @@ func ResolvedSQL(cols []string, where string, withID bool) string {
 }
 
 // eventList is ResolvedColumns quoted and comma-separated.
-var eventList = func() string {
-	cols := make([]string, len(ResolvedColumns))
-	for i, c := range ResolvedColumns {
-		cols[i] = quoteIdent(c)
-	}
-	return strings.Join(cols, ", ")
-}()
+var eventList = strings.Join(quoteIdents(ResolvedColumns), ", ")
 
 // stageEventsSQL freezes in resolve_staging the events ingested in
-// [from, upper] that resolved_events does not hold yet, each once; %s is
-// the check against resolved_events.
+// [from, upper] that resolved_events does not hold yet, each once: %[1]s
+// is the column list, %[2]s the query of resolved_events to check against.
 const stageEventsSQL = `INSERT INTO resolve_staging (%[1]s, identifier)
 SELECT %[1]s, ` + catalog.IdentifierExpr + `
 FROM events
