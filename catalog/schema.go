@@ -1,5 +1,7 @@
 package catalog
 
+import "time"
+
 // ColumnKind is what a column holds, which decides the conditions and
 // aggregates it takes.
 type ColumnKind string
@@ -39,6 +41,9 @@ type Source struct {
 
 // Never is the time the customers table uses for "has not happened".
 const Never = "2100-01-01 00:00:00"
+
+// NeverTime is Never as a time.
+func NeverTime() time.Time { return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 // IdentifierExpr picks an event's best identity key; system identities of
 // spend events (anonymous_id "system:…") identify no one.

@@ -19,6 +19,7 @@ import (
 	"github.com/chdb-io/chdb-go/chdb"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
@@ -110,24 +111,24 @@ func TestChDBConformance(t *testing.T) {
 	}
 	t.Logf("%d KPI queries ran on current ClickHouse", n)
 	// chDB takes no external tables: the changed customers go in a table of the same name.
-	chdbQuery(t, s, "CREATE TABLE "+transform.ChangedCustomersTable+" (customer_id String) ENGINE = Memory")
-	chdbQuery(t, s, "INSERT INTO "+transform.ChangedCustomersTable+" VALUES ('crm:1'), ('anon:x')")
-	all, err := transform.CustomersQuery(nil, true, now)
+	chdbQuery(t, s, "CREATE TABLE "+identity.ChangedCustomersTable+" (customer_id String) ENGINE = Memory")
+	chdbQuery(t, s, "INSERT INTO "+identity.ChangedCustomersTable+" VALUES ('crm:1'), ('anon:x')")
+	all, err := identity.CustomersQuery(nil, true, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	some, err := transform.CustomersQuery([]string{"crm:1", "anon:x"}, false, now)
+	some, err := identity.CustomersQuery([]string{"crm:1", "anon:x"}, false, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []transform.Query{transform.StageEventsQuery(now.Add(-time.Hour), now, false), transform.StageEventsQuery(now.Add(-time.Hour), now, true), transform.ResolveStagedQuery(1), all, some} {
+	for _, q := range []store.Query{identity.StageEventsQuery(now.Add(-time.Hour), now, false), identity.StageEventsQuery(now.Add(-time.Hour), now, true), identity.ResolveStagedQuery(1), all, some} {
 		chdbQuery(t, s, inline(t, q))
 	}
 }
 
 // inline writes bound arguments into the SQL as literals (chDB takes no
 // parameters); test only: the values come from the test, not from users.
-func inline(t *testing.T, q transform.Query) string {
+func inline(t *testing.T, q store.Query) string {
 	t.Helper()
 	var b strings.Builder
 	args := q.Args

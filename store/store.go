@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -135,4 +136,24 @@ func (t Target) WithDatabase(db string) (Target, error) {
 	}
 	u.Path = "/" + db
 	return Target{DSN: u.String(), Database: db, options: &opts}, nil
+}
+
+// Query is SQL with its bound arguments, in text order, and the external
+// tables sent with it (clickhouse.WithExternalTable).
+type Query struct {
+	SQL      string
+	Args     []any
+	External []*ext.Table
+}
+
+// QuoteIdent quotes a schema column name (letters, digits, _ and .) for ClickHouse.
+func QuoteIdent(name string) string { return "`" + name + "`" }
+
+// QuoteIdents quotes each of names.
+func QuoteIdents(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = QuoteIdent(n)
+	}
+	return out
 }

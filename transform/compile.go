@@ -1,7 +1,7 @@
 // Package transform owns computing KPIs: it compiles each catalog measure to
 // ClickHouse SQL (identifiers from the fixed schema, every value a bound
-// parameter), evaluates KPIs on their refresh intervals into kpi_values,
-// and resolves identities into one view of the customer.
+// parameter) and evaluates KPIs on their refresh intervals into kpi_values.
+// Customer measures read what package identity resolves.
 package transform
 
 import (
@@ -11,19 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2/ext"
-
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/identity"
+	"github.com/kpibridge/kpibridge/store"
 )
-
-// Query is compiled SQL with its bound arguments: a measure's returns rows
-// of (dim_value String, value Float64); the resolver's are INSERT … SELECTs.
-type Query struct {
-	SQL  string
-	Args []any
-	// External are tables sent with the query (clickhouse.WithExternalTable).
-	External []*ext.Table
-}
 
 // Params are the evaluation-time values a query binds.
 type Params struct {
@@ -38,8 +29,6 @@ func NewParams(w catalog.Window, now time.Time) Params {
 	start, end := w.Bounds(now)
 	return Params{Now: now.UTC().Truncate(time.Second), WindowStart: start, WindowEnd: end, Window: w}
 }
-
-var never = func() time.Time { t, _ := time.Parse("2006-01-02 15:04:05", catalog.Never); return t }()
 
 // compiler builds one query; args collects bound values in order.
 type compiler struct {
@@ -61,19 +50,7 @@ func (c *compiler) ref(name string) string {
 	if col.Layer >= 2 && col.Expr != "" {
 		return col.Expr // over the customer, or the joined attribute's alias
 	}
-	return quoteIdent(name)
-}
-
-// quoteIdent quotes a schema column name (letters, digits, _ and .) for ClickHouse.
-func quoteIdent(name string) string { return "`" + name + "`" }
-
-// quoteIdents quotes each of names.
-func quoteIdents(names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = quoteIdent(n)
-	}
-	return out
+	return store.QuoteIdent(name)
 }
 
 // layer is the deepest join any used column needs.
@@ -88,17 +65,17 @@ func (c *compiler) layer(cols []string) int {
 // Compile compiles a measure for one dimension ("" is the total), returning
 // rows of (dim_value, value). dimension is the KPI's dimension name; the
 // measure maps it to its column.
-func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
+func Compile(m *catalog.Measure, dimension string, p Params) (store.Query, error) {
 	src, ok := catalog.Sources[m.Source]
 	if !ok {
-		return Query{}, fmt.Errorf("unknown source %q", m.Source)
+		return store.Query{}, fmt.Errorf("unknown source %q", m.Source)
 	}
 	c := &compiler{m: m, src: src, p: p}
 	dimCol := ""
 	if dimension != "" {
 		dimCol = m.Dimension(dimension)
 		if _, ok := src.Columns[dimCol]; !ok {
-			return Query{}, fmt.Errorf("source %s has no column %q for dimension %s", m.Source, dimCol, dimension)
+			return store.Query{}, fmt.Errorf("source %s has no column %q for dimension %s", m.Source, dimCol, dimension)
 		}
 	}
 	c.dimCol = dimCol
@@ -107,8 +84,8 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	// not returned: check their values first, on a scratch compiler.
 	for _, n := range catalog.SortedKeys(m.Where) {
 		if c.pushed(n) {
-			if _, err := (&compiler{m: m, src: src, p: p}).condition(n, m.Where[n], quoteIdent(n)); err != nil {
-				return Query{}, err
+			if _, err := (&compiler{m: m, src: src, p: p}).condition(n, m.Where[n], store.QuoteIdent(n)); err != nil {
+				return store.Query{}, err
 			}
 		}
 	}
@@ -141,12 +118,12 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 	if m.Aggregate != "count_groups_with_min_distinct" {
 		var err error
 		if agg, err = c.aggregate(); err != nil {
-			return Query{}, err
+			return store.Query{}, err
 		}
 	}
 	from, err := c.from(used)
 	if err != nil {
-		return Query{}, err
+		return store.Query{}, err
 	}
 	// Outer filters: the window, then the where conditions.
 	var conds []string
@@ -161,7 +138,7 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 		}
 		cond, err := c.condition(n, m.Where[n], c.ref(n))
 		if err != nil {
-			return Query{}, err
+			return store.Query{}, err
 		}
 		conds = append(conds, cond)
 	}
@@ -205,7 +182,7 @@ func Compile(m *catalog.Measure, dimension string, p Params) (Query, error) {
 		// HAVING: an empty group has no value (ClickHouse returns one row for a constant key even over no rows).
 		sql = fmt.Sprintf("SELECT %s AS dim_value, %s AS value\nFROM %s%s\nGROUP BY dim_value\nHAVING count() > 0\nORDER BY dim_value", dimExpr, agg, from, where)
 	}
-	return Query{SQL: sql, Args: c.args}, nil
+	return store.Query{SQL: sql, Args: c.args}, nil
 }
 
 // countsCustomers: distinct counts and groups of the events source's
@@ -310,9 +287,9 @@ func (c *compiler) fromEvents(used []string) string {
 	}
 	var l1 []string
 	addCol := func(n string) {
-		expr := quoteIdent(n)
+		expr := store.QuoteIdent(n)
 		if e := computed(n); e != "" {
-			expr = e + " AS " + quoteIdent(n)
+			expr = e + " AS " + store.QuoteIdent(n)
 		}
 		if !slices.Contains(l1, expr) {
 			l1 = append(l1, expr)
@@ -332,13 +309,13 @@ func (c *compiler) fromEvents(used []string) string {
 	where := func() string {
 		var pre []string
 		if tf := c.m.TimeField; tf != catalog.NoTimeField && c.src.Columns[tf].Expr == "" {
-			pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", quoteIdent(tf), c.bind(c.p.WindowStart), quoteIdent(tf), c.bind(c.p.WindowEnd)))
+			pre = append(pre, fmt.Sprintf("%s >= %s AND %s < %s", store.QuoteIdent(tf), c.bind(c.p.WindowStart), store.QuoteIdent(tf), c.bind(c.p.WindowEnd)))
 		}
 		for _, n := range catalog.SortedKeys(c.m.Where) {
 			if !c.pushed(n) {
 				continue
 			}
-			expr := quoteIdent(n)
+			expr := store.QuoteIdent(n)
 			if e := computed(n); e != "" {
 				expr = "(" + e + ")"
 			}
@@ -391,9 +368,9 @@ func (c *compiler) fromEvents(used []string) string {
 	withID := c.needsCustomerID(c.dimCol)
 	sel := append(slices.Clone(l1), "customer_key")
 	if withID {
-		sel = append(sel, quoteIdent("customer"))
+		sel = append(sel, store.QuoteIdent("customer"))
 	}
-	l2 := "SELECT " + strings.Join(sel, ", ") + " FROM (" + ResolvedSQL(raw, where(), withID) + ")"
+	l2 := "SELECT " + strings.Join(sel, ", ") + " FROM (" + identity.ResolvedSQL(raw, where(), withID) + ")"
 	if need == 2 {
 		return "(" + l2 + ")"
 	}
@@ -410,7 +387,7 @@ func (c *compiler) fromEvents(used []string) string {
 	}
 	// The join reads only the customers these rows belong to. PREWHERE on
 	// the key is safe with FINAL: every version of a customer has its key.
-	keys := "SELECT customer_key FROM (" + ResolvedSQL(nil, where(), false) + ")"
+	keys := "SELECT customer_key FROM (" + identity.ResolvedSQL(nil, where(), false) + ")"
 	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT %s FROM customers FINAL PREWHERE customer_key IN (%s) WHERE merged_into = '') AS attrs USING customer_key)", l2, strings.Join(attrs, ", "), keys)
 }
 
@@ -488,7 +465,7 @@ func (c *compiler) value(kind catalog.ColumnKind, v string) (string, error) {
 		case "$window_end":
 			return c.bind(c.p.WindowEnd), nil
 		case "$never":
-			return c.bind(never), nil
+			return c.bind(catalog.NeverTime()), nil
 		}
 		t, err := time.Parse("2006-01-02 15:04:05", v)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/expr-lang/expr"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/store"
 )
 
 // Querier runs read queries; a store.Conn is one.
@@ -246,7 +247,7 @@ func (m measurer) run(ctx context.Context, ms *catalog.Measure, dimension string
 	return e.rows, nil
 }
 
-func query(ctx context.Context, q Querier, m *catalog.Measure, dimension string, cq Query) ([]row, error) {
+func query(ctx context.Context, q Querier, m *catalog.Measure, dimension string, cq store.Query) ([]row, error) {
 	rows, err := q.Query(ctx, cq.SQL, cq.Args...)
 	if err != nil {
 		return nil, fmt.Errorf("query %s by %q: %w", m.Source, dimension, err)

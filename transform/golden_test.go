@@ -38,6 +38,7 @@ import (
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/store"
@@ -195,8 +196,8 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 	}
 	// The resolver's clock agrees with ingest's: a second after each phase is stored.
 	clock := received.Add(time.Second)
-	resolver := func() *transform.Resolver {
-		r := transform.NewResolver(conn, nil)
+	resolver := func() *identity.Resolver {
+		r := identity.NewResolver(conn, nil)
 		r.Now = func() time.Time { return clock }
 		return r
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/generate"
+	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
@@ -117,7 +118,7 @@ func refreshDataset(b *testing.B) store.Conn {
 		_ = conn.Exec(ctx, "OPTIMIZE TABLE events FINAL")
 	}
 	start := time.Now()
-	st, err := transform.NewResolver(conn, nil).Update(ctx)
+	st, err := identity.NewResolver(conn, nil).Update(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -162,8 +163,8 @@ func BenchmarkDefaultCatalogRefresh(b *testing.B) {
 func BenchmarkIdentityUpdate(b *testing.B) {
 	conn := refreshDataset(b)
 	ctx := context.Background()
-	r := transform.NewResolver(conn, nil)
-	cols := strings.Join(transform.ResolvedColumns, ", ")
+	r := identity.NewResolver(conn, nil)
+	cols := strings.Join(identity.ResolvedColumns, ", ")
 	copyCols := strings.Replace(strings.Replace(cols, "event_id", "concat('inc-', toString(?), '-', event_id)", 1), "ingested_at", "now()", 1)
 	// The copies stay: deleting them would rewrite the data set's parts
 	// (a mutation) under the next benchmark. They add 0.2 % per iteration.

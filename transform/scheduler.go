@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/store"
 )
 
@@ -63,7 +64,7 @@ type Scheduler struct {
 	cfg      Config
 	cat      *catalog.Catalog
 	conn     store.Conn
-	resolver *Resolver
+	resolver *identity.Resolver
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -78,7 +79,7 @@ func NewScheduler(cfg Config, cat *catalog.Catalog, conn store.Conn, logger *slo
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Scheduler{cfg: cfg, cat: cat, conn: conn, resolver: NewResolver(conn, logger), log: logger, now: time.Now,
+	s := &Scheduler{cfg: cfg, cat: cat, conn: conn, resolver: identity.NewResolver(conn, logger), log: logger, now: time.Now,
 		states: map[string]*KPIState{}, next: map[string]time.Time{}}
 	for _, k := range cat.KPIs {
 		s.states[k.Name] = &KPIState{KPI: k}

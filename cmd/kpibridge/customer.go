@@ -8,7 +8,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/kpibridge/kpibridge/transform"
+	"github.com/kpibridge/kpibridge/identity"
 )
 
 func registerCustomer(k *kingpin.Application, a *app) []registered {
@@ -31,7 +31,7 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 			return err
 		}
 		defer conn.Close()
-		c, err := transform.LookupCustomer(ctx, conn, *id, key, *limit)
+		c, err := identity.LookupCustomer(ctx, conn, *id, key, *limit)
 		if err != nil {
 			return err
 		}

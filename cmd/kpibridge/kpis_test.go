@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/store"
-	"github.com/kpibridge/kpibridge/transform"
 )
 
 const fixtureKey = "golden-key-0123456789"
@@ -47,7 +47,7 @@ func loadFixture(t *testing.T) store.Target {
 	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, rows); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := transform.NewResolver(conn, nil).Update(ctx); err != nil {
+	if _, err := identity.NewResolver(conn, nil).Update(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return target
@@ -113,7 +113,7 @@ func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("customer %q: exit %d: %s", id, code, errOut)
 		}
-		var c transform.Customer
+		var c identity.Customer
 		if err := json.Unmarshal([]byte(out), &c); err != nil {
 			t.Fatal(err)
 		}

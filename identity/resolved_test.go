@@ -1,4 +1,4 @@
-package transform_test
+package identity_test
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/store"
-	"github.com/kpibridge/kpibridge/transform"
 )
 
 // TestResolvedColumnsCoverEventsSource: a raw column added to the events
@@ -20,11 +20,11 @@ import (
 // not filter on it.
 func TestResolvedColumnsCoverEventsSource(t *testing.T) {
 	for name, col := range catalog.Sources["events"].Columns {
-		if col.Layer == 1 && col.Expr == "" && !slices.Contains(transform.ResolvedColumns, name) {
-			t.Errorf("events source column %q is not in transform.ResolvedColumns (and the resolved_events migration)", name)
+		if col.Layer == 1 && col.Expr == "" && !slices.Contains(identity.ResolvedColumns, name) {
+			t.Errorf("events source column %q is not in identity.ResolvedColumns (and the resolved_events migration)", name)
 		}
 		for _, u := range col.Uses {
-			if !slices.Contains(transform.ResolvedColumns, u) {
+			if !slices.Contains(identity.ResolvedColumns, u) {
 				t.Errorf("column %q uses %q, which resolved_events does not keep", name, u)
 			}
 		}
@@ -34,7 +34,7 @@ func TestResolvedColumnsCoverEventsSource(t *testing.T) {
 // resolvedCustomers reads resolved_events the way KPIs do: event_id → customer now.
 func resolvedCustomers(t *testing.T, conn store.Conn) map[string][]string {
 	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT event_id, customer FROM ("+transform.ResolvedSQL([]string{"event_id"}, "", true)+") ORDER BY event_id")
+	rows, err := conn.Query(context.Background(), "SELECT event_id, customer FROM ("+identity.ResolvedSQL([]string{"event_id"}, "", true)+") ORDER BY event_id")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +69,13 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	resolver := func() *transform.Resolver {
-		r := transform.NewResolver(conn, nil)
+	resolver := func() *identity.Resolver {
+		r := identity.NewResolver(conn, nil)
 		r.Now = func() time.Time { return clock }
 		return r
 	}
 	r := resolver()
-	update := func() transform.UpdateStats {
+	update := func() identity.UpdateStats {
 		t.Helper()
 		st, err := r.Update(ctx)
 		if err != nil {
@@ -143,71 +143,6 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 	check("after a late link")
 }
 
-// OnlyTypes of a computed column must hold every type for which its
-// expression can be non-empty, or pushed conditions would drop real rows.
-func TestOnlyTypesCoverTheExpression(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
-	for name, col := range catalog.Sources["events"].Columns {
-		if len(col.OnlyTypes) == 0 {
-			continue
-		}
-		for _, typ := range append(slices.Clone(events.CRMTypes), events.CampaignTypes...) {
-			var v string
-			// Every raw text column set, so no branch of the expression is empty for want of data.
-			q := "SELECT toString(" + col.Expr + ") FROM (SELECT ? AS type, 'web' AS order_channel, 'x' AS crm_contact_id, 'x' AS email_hash, 'x' AS anonymous_id, 1 AS amount)"
-			if err := conn.QueryRow(context.Background(), q, string(typ)).Scan(&v); err != nil {
-				t.Fatal(err)
-			}
-			if v != "" && !slices.Contains(col.OnlyTypes, string(typ)) {
-				t.Errorf("%s is %q for %s, which its OnlyTypes leaves out", name, v, typ)
-			}
-		}
-	}
-}
-
-// count_groups_with_min_distinct counts groups with at least min distinct
-// values, through both of its plans (min 2, and any other min).
-func TestCountGroupsWithMinDistinct(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
-	ctx := context.Background()
-	day := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
-	var rows []ingest.Row
-	touch := func(id, anon string, typ events.Type, orderChannel string) {
-		rows = append(rows, ingest.Row{Topic: typ.Topic(), Event: events.Event{EventID: id, Type: typ, Source: "test", OccurredAt: day,
-			AnonymousID: anon, OrderChannel: orderChannel}})
-	}
-	touch("x1", "X", events.TypeWebVisit, "")
-	touch("x2", "X", events.TypeEmailOpened, "")
-	touch("x3", "X", events.TypeAppSession, "")
-	touch("x4", "X", events.TypeWebVisit, "") // a repeat channel
-	touch("y1", "Y", events.TypeWebVisit, "")
-	touch("y2", "Y", events.TypeOrderPlaced, "store")
-	touch("y3", "Y", events.TypeEmailSent, "") // not a touch
-	touch("z1", "Z", events.TypeFormSubmitted, "")
-	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, rows); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := transform.NewResolver(conn, nil).Update(ctx); err != nil {
-		t.Fatal(err)
-	}
-	life, _ := catalog.ParseWindow("lifetime")
-	for min, want := range map[int]float64{1: 3, 2: 2, 3: 1, 4: 0} {
-		m := &catalog.Measure{Source: "events", Aggregate: "count_groups_with_min_distinct", Field: "touch_channel", GroupBy: "customer", Min: min, TimeField: "occurred_at",
-			Where: map[string]catalog.Condition{"touch_channel": {Op: "ne", Values: []string{""}}}}
-		q, err := transform.Compile(m, "", transform.NewParams(life, day.Add(time.Hour)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0.0
-		if err := conn.QueryRow(ctx, q.SQL, q.Args...).Scan(new(string), &got); err != nil && want != 0 {
-			t.Fatalf("min %d: %v\n%s", min, err, q.SQL)
-		}
-		if got != want {
-			t.Errorf("min %d: %v customers, want %v\n%s", min, got, want, q.SQL)
-		}
-	}
-}
-
 // An incremental update of thousands of customers sends their ids beside
 // the query: a list in the SQL text would pass ClickHouse's max_query_size
 // (256 KiB) at about 3,500 email ids.
@@ -222,7 +157,7 @@ func TestIncrementalUpdateOfManyCustomers(t *testing.T) {
 	if err := w.InsertEvents(ctx, []ingest.Row{visit(0)}); err != nil {
 		t.Fatal(err)
 	}
-	r := transform.NewResolver(conn, nil)
+	r := identity.NewResolver(conn, nil)
 	if _, err := r.Update(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -260,12 +195,12 @@ func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the crashed update did: stage and resolve the event, nothing more.
-	for _, q := range []transform.Query{transform.StageEventsQuery(time.Unix(0, 0), at, true), transform.ResolveStagedQuery(7)} {
+	for _, q := range []store.Query{identity.StageEventsQuery(time.Unix(0, 0), at, true), identity.ResolveStagedQuery(7)} {
 		if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	st, err := transform.NewResolver(conn, nil).Update(ctx)
+	st, err := identity.NewResolver(conn, nil).Update(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,8 +236,8 @@ func TestFullCheckResolvesEventsOutsideTheWindow(t *testing.T) {
 		}
 		return n
 	}
-	newResolver := func() *transform.Resolver {
-		r := transform.NewResolver(conn, nil)
+	newResolver := func() *identity.Resolver {
+		r := identity.NewResolver(conn, nil)
 		r.Now = func() time.Time { return now }
 		return r
 	}
@@ -336,13 +271,13 @@ func TestResolveSkipsStagedEventsAlreadyResolved(t *testing.T) {
 		Type: events.TypeWebVisit, Source: "test", OccurredAt: time.Now().Add(-time.Hour), AnonymousID: "A"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := transform.NewResolver(conn, nil).Update(ctx); err != nil {
+	if _, err := identity.NewResolver(conn, nil).Update(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.Exec(ctx, "INSERT INTO resolve_staging (event_id, type, occurred_at, source, ingested_at, identifier) SELECT event_id, type, occurred_at, source, ingested_at, identifier FROM resolved_events"); err != nil {
 		t.Fatal(err)
 	}
-	q := transform.ResolveStagedQuery(99)
+	q := identity.ResolveStagedQuery(99)
 	if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package transform
+package identity
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/store"
 )
 
 // ResolvedColumns are the event columns resolved_events keeps besides
@@ -21,7 +22,7 @@ var ResolvedColumns = []string{"event_id", "type", "occurred_at", "source", "cha
 // redirected to the customer it belongs to now; withID adds the customer id
 // as customer.
 func ResolvedSQL(cols []string, where string, withID bool) string {
-	list := strings.Join(append(quoteIdents(cols), ""), ", ") // each name followed by ", "
+	list := strings.Join(append(store.QuoteIdents(cols), ""), ", ") // each name followed by ", "
 	outID, inID, mergedID := "", "", ""
 	if withID {
 		outID = ", if(merged_key != 0, merged_to, stored_customer) AS customer"
@@ -33,7 +34,7 @@ func ResolvedSQL(cols []string, where string, withID bool) string {
 }
 
 // eventList is ResolvedColumns quoted and comma-separated.
-var eventList = strings.Join(quoteIdents(ResolvedColumns), ", ")
+var eventList = strings.Join(store.QuoteIdents(ResolvedColumns), ", ")
 
 // stageEventsSQL freezes in resolve_staging the events ingested in
 // [from, upper] that resolved_events does not hold yet, each once: %[1]s
@@ -50,12 +51,12 @@ LIMIT 1 BY event_id`
 // resolved_events rows that match its own events (cheap while the window
 // is small); full checks against every row, which is cheaper than that
 // when the window holds everything.
-func StageEventsQuery(from, upper time.Time, full bool) Query {
+func StageEventsQuery(from, upper time.Time, full bool) store.Query {
 	if full {
-		return Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, "SELECT type, occurred_at, event_id FROM resolved_events"), Args: []any{from, upper}}
+		return store.Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, "SELECT type, occurred_at, event_id FROM resolved_events"), Args: []any{from, upper}}
 	}
 	check := "SELECT type, occurred_at, event_id FROM resolved_events WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?)"
-	return Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, check), Args: []any{from, upper, from, upper}}
+	return store.Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, check), Args: []any{from, upper, from, upper}}
 }
 
 // resolveStagedSQL moves the staged events to resolved_events, each under
@@ -75,6 +76,6 @@ WHERE (type, occurred_at, event_id) NOT IN (
 
 // ResolveStagedQuery is the INSERT … SELECT that moves resolve_staging to
 // resolved_events, tagging the rows with run.
-func ResolveStagedQuery(run uint64) Query {
-	return Query{SQL: fmt.Sprintf(resolveStagedSQL, eventList), Args: []any{run}}
+func ResolveStagedQuery(run uint64) store.Query {
+	return store.Query{SQL: fmt.Sprintf(resolveStagedSQL, eventList), Args: []any{run}}
 }

@@ -1,4 +1,8 @@
-package transform
+// Package identity owns the one view of the customer: the identity graph
+// that links every key a person is known by (CRM contact, hashed email,
+// anonymous device), resolved_events (each valid event under its customer),
+// the customer merges, and the customer 360 rows built from them.
+package identity
 
 import (
 	"context"
@@ -503,25 +507,26 @@ const ChangedCustomersTable = "changed_customers"
 
 // CustomersQuery is the INSERT … SELECT that recomputes the 360 of the given
 // customers, or of every customer when all is true.
-func CustomersQuery(ids []string, all bool, now time.Time) (Query, error) {
+func CustomersQuery(ids []string, all bool, now time.Time) (store.Query, error) {
+	never := catalog.NeverTime()
 	args := []any{never, never, never, never, never, never, never, never, never, never, now}
 	if all {
-		return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}, nil
+		return store.Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}, nil
 	}
 	table, err := ext.NewTable(ChangedCustomersTable, ext.Column("customer_id", "String"))
 	if err != nil {
-		return Query{}, err
+		return store.Query{}, err
 	}
 	for _, id := range ids {
 		if err := table.Append(id); err != nil {
-			return Query{}, fmt.Errorf("changed customers: %w", err)
+			return store.Query{}, fmt.Errorf("changed customers: %w", err)
 		}
 	}
 	in := "(SELECT customer_id FROM " + ChangedCustomersTable + ")"
 	// Read only the rows stored under these customers or under ids merged
 	// into them, then keep those that belong to them now.
 	pre := " WHERE customer_key IN (SELECT cityHash64(customer_id) FROM " + ChangedCustomersTable + ") OR customer_key IN (SELECT former_key FROM customer_merges WHERE customer_id IN " + in + ")"
-	return Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN "+in), Args: args, External: []*ext.Table{table}}, nil
+	return store.Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN "+in), Args: args, External: []*ext.Table{table}}, nil
 }
 
 func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
