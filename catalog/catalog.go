@@ -21,10 +21,13 @@ import (
 
 // Catalog is a validated set of KPIs.
 type Catalog struct {
-	KPIs []KPI `yaml:"kpis"`
+	// Settings are shared by every KPI; DefaultSettings fills what is left out.
+	Settings Settings `yaml:"settings"`
+	KPIs     []KPI    `yaml:"kpis"`
 
-	file  string
-	lines map[string]int // KPI name → line of its entry
+	file        string
+	lines       map[string]int // KPI name → line of its entry
+	settingLine map[string]int // settings key path → line
 }
 
 // KPI is one shared indicator.
@@ -49,7 +52,31 @@ type KPI struct {
 	Measure     *Measure `yaml:"measure"`     // type simple
 	Numerator   *Measure `yaml:"numerator"`   // type ratio
 	Denominator *Measure `yaml:"denominator"` // type ratio
-	Expression  string   `yaml:"expression"`  // type derived: arithmetic over other KPI names
+	Expression  string   `yaml:"expression"`  // type derived: arithmetic over other KPI names and margin
+
+	// RequireNumerator (type ratio): a group whose numerator has no rows has
+	// no value, rather than 0 — CPL of a channel without spend is not "free".
+	RequireNumerator bool `yaml:"require_numerator"`
+
+	// The definition in an analyst's words, for docs/KPIS.md: the formula,
+	// the population counted, the date that places an event in the window,
+	// and a worked example.
+	Formula    string `yaml:"formula"`
+	Population string `yaml:"population"`
+	DatedBy    string `yaml:"dated_by"`
+	Example    string `yaml:"example"`
+
+	settings *Settings // the catalog's, set by Parse
+}
+
+// Settings returns the settings of the KPI's catalog (the defaults for a
+// KPI built outside one).
+func (k KPI) Settings() Settings {
+	if k.settings == nil {
+		s := DefaultSettings()
+		return s
+	}
+	return *k.settings
 }
 
 // Owner is the team accountable for a KPI and how to reach it.
@@ -226,12 +253,12 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // In YAML: `type: order.placed`, `type: [order.placed, order.refunded]`, or
 // `orders: {gte: 2}`; time columns also take $window_start, $window_end and $never.
 type Condition struct {
-	Op     string   // eq, ne, in, not_in, gt, gte, lt, lte
+	Op     string   // eq, ne, in, not_in, gt, gte, lt, lte, between ([first, second): at least the first, below the second)
 	Values []string // one value except for in and not_in
 }
 
 // Ops a condition may use.
-var Ops = []string{"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte"}
+var Ops = []string{"eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "between"}
 
 // UnmarshalYAML decodes the three forms of a condition.
 func (c *Condition) UnmarshalYAML(n *yaml.Node) error {
@@ -268,8 +295,12 @@ func (c *Condition) UnmarshalYAML(n *yaml.Node) error {
 		} else {
 			c.Values = []string{val.Value}
 		}
-		if (op == "in" || op == "not_in") != (val.Kind == yaml.SequenceNode) {
-			return bad("operator %s takes %s", op, map[bool]string{true: "a list", false: "one value"}[op == "in" || op == "not_in"])
+		list := op == "in" || op == "not_in" || op == "between"
+		if list != (val.Kind == yaml.SequenceNode) {
+			return bad("operator %s takes %s", op, map[bool]string{true: "a list", false: "one value"}[list])
+		}
+		if op == "between" && len(c.Values) != 2 {
+			return bad("operator between takes two values, [from, to): at least from and below to")
 		}
 	default:
 		return bad("condition must be a value, a list, or {operator: value}")
@@ -284,7 +315,7 @@ func (c Condition) MarshalYAML() (any, error) {
 		return c.Values[0], nil
 	case c.Op == "in":
 		return c.Values, nil
-	case c.Op == "not_in":
+	case c.Op == "not_in" || c.Op == "between":
 		return map[string][]string{c.Op: c.Values}, nil
 	}
 	return map[string]string{c.Op: c.Values[0]}, nil
@@ -313,7 +344,7 @@ var lineRe = regexp.MustCompile(`line (\d+): `)
 // Parse decodes strictly (unknown fields are errors naming file:line),
 // applies defaults and validates the whole catalog.
 func Parse(name string, b []byte) (*Catalog, error) {
-	c := &Catalog{file: name, lines: map[string]int{}}
+	c := &Catalog{file: name, lines: map[string]int{}, settingLine: map[string]int{}}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
@@ -331,9 +362,14 @@ func Parse(name string, b []byte) (*Catalog, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err == nil {
 		c.recordLines(&doc)
+		if len(doc.Content) > 0 {
+			c.settingLine = settingLines(doc.Content[0])
+		}
 	}
+	c.Settings.applyDefaults()
 	for i := range c.KPIs {
 		c.KPIs[i].applyDefaults()
+		c.KPIs[i].settings = &c.Settings
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -405,6 +441,19 @@ func (c *Catalog) Names() []string {
 		out[i] = k.Name
 	}
 	return out
+}
+
+// whereSetting names a settings key in errors: file:line: settings.key.
+func (c *Catalog) whereSetting(path string) string {
+	for p := path; p != ""; p = p[:max(strings.LastIndexByte(p, '.'), 0)] {
+		if line, ok := c.settingLine[p]; ok {
+			return fmt.Sprintf("%s:%d: %s", c.file, line, path)
+		}
+		if !strings.Contains(p, ".") {
+			break
+		}
+	}
+	return fmt.Sprintf("%s: %s", c.file, path)
 }
 
 // where names a KPI in errors: file:line: kpi NAME.

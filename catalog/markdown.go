@@ -15,12 +15,27 @@ func Markdown(c *Catalog) string {
 	b.WriteString("# KPI definitions\n\n")
 	b.WriteString("Generated from the KPI catalog by `kpibridge kpis docs`; do not edit by hand.\n")
 	b.WriteString("The catalog format is described in [CATALOG.md](CATALOG.md).\n\n")
+	st := c.Settings
+	chans := make([]string, 0, 3)
+	for _, class := range ChannelClasses() {
+		chans = append(chans, fmt.Sprintf("%s: %s", class, strings.Join(st.Channels[class], ", ")))
+	}
+	fmt.Fprintf(&b, "**Settings of this catalog.** Attribution: %s within %s before the conversion (becoming a lead; a first order); "+
+		"a touch is a customer's own action with a campaign block (visit, app session, email open or click, form), never an email send. "+
+		"Channel classes: %s. Margin: %s (%s). Breakdown rows with no channel or campaign, or no credited touch, show as `%s`.\n\n",
+		strings.ReplaceAll(st.Attribution.Model, "_", " "), st.Attribution.Lookback, strings.Join(chans, "; "),
+		strconv.FormatFloat(*st.Margin, 'f', -1, 64), map[bool]string{true: "CLV is revenue-based", false: "CLV is margin-based"}[*st.Margin == 1], Unattributed)
 	b.WriteString("| KPI | owner | unit | window | target | direction |\n|---|---|---|---|---|---|\n")
 	for _, k := range c.KPIs {
 		fmt.Fprintf(&b, "| [%s](#%s) | %s | %s | %s | %s | %s |\n", k.Title, k.Name, k.Owner.Team, k.Unit, k.Window, fmtTarget(k.Target), strings.ReplaceAll(string(k.Direction), "_", " "))
 	}
 	for _, k := range c.KPIs {
 		fmt.Fprintf(&b, "\n## %s\n\n<a id=\"%s\"></a>`%s` — %s\n\n", k.Title, k.Name, k.Name, k.Description)
+		for _, f := range [][2]string{{"Formula", k.Formula}, {"Who is counted", k.Population}, {"Placed in the window by", k.DatedBy}, {"Example", k.Example}} {
+			if f[1] != "" {
+				fmt.Fprintf(&b, "- **%s:** %s\n", f[0], f[1])
+			}
+		}
 		fmt.Fprintf(&b, "- **Owner:** %s (%s)\n", k.Owner.Team, k.Owner.Contact)
 		fmt.Fprintf(&b, "- **Unit:** %s; **direction:** %s\n", k.Unit, strings.ReplaceAll(string(k.Direction), "_", " "))
 		fmt.Fprintf(&b, "- **Target:** %s", fmtTarget(k.Target))
@@ -41,7 +56,11 @@ func Markdown(c *Catalog) string {
 			if k.Unit == UnitPercent {
 				scale = "100 × "
 			}
-			fmt.Fprintf(&b, "- **Computation:** %snumerator ÷ denominator over the same window and group; no value where the denominator is 0\n", scale)
+			none := "no value where the denominator is 0"
+			if k.RequireNumerator {
+				none = "no value where the denominator is 0 or the numerator has no rows"
+			}
+			fmt.Fprintf(&b, "- **Computation:** %snumerator ÷ denominator over the same window and group; %s\n", scale, none)
 			fmt.Fprintf(&b, "  - numerator: %s\n  - denominator: %s\n", measureWords(k.Numerator), measureWords(k.Denominator))
 		case TypeDerived:
 			fmt.Fprintf(&b, "- **Computation:** `%s` over the totals of those KPIs; no value when an input has none or the result is not finite\n", k.Expression)
@@ -92,6 +111,10 @@ func measureWords(m *Measure) string {
 		var conds []string
 		for _, n := range SortedKeys(m.Where) {
 			c := m.Where[n]
+			if c.Op == "between" {
+				conds = append(conds, fmt.Sprintf("%s ≤ `%s` < %s", c.Values[0], n, c.Values[1]))
+				continue
+			}
 			conds = append(conds, fmt.Sprintf("`%s` %s %s", n, opWords[c.Op], strings.Join(c.Values, ", ")))
 		}
 		b.WriteString(" where " + strings.Join(conds, " and "))

@@ -49,6 +49,23 @@ func NeverTime() time.Time { return time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) 
 // spend events (anonymous_id "system:…") identify no one.
 const IdentifierExpr = `if(crm_contact_id != '', concat('crm:', crm_contact_id), if(email_hash != '', concat('email:', email_hash), if(anonymous_id != '' AND substring(anonymous_id, 1, 7) != 'system:', concat('anon:', anonymous_id), '')))`
 
+// TouchTypes are the events that are a customer's own action: visits,
+// app sessions, email opens and clicks, forms. An outbound send
+// (email.sent) is not a touch and earns no attribution credit.
+func TouchTypes() []string {
+	return []string{"web.visit", "app.session", "email.opened", "email.clicked", "form.submitted"}
+}
+
+// ChannelClassExpr classes a campaign channel as paid, owned or earned by
+// the catalog's settings.channels (” for no channel); the compiler binds
+// the placeholders.
+const ChannelClassExpr = "transform(channel, $class_channels, $class_names, '')"
+
+// ProratedAmountExpr spreads a martech.cost over the month it is for and
+// keeps the part of that month inside the window; any other amount is
+// kept whole. The compiler binds the window placeholders.
+const ProratedAmountExpr = "if(type = 'martech.cost', amount * greatest(0, least(toInt64(toUInt32(addMonths(toDateTime(stat_date, 'UTC'), 1))), toInt64(toUInt32($window_end))) - greatest(toInt64(toUInt32(toDateTime(stat_date, 'UTC'))), toInt64(toUInt32($window_start)))) / (toUInt32(addMonths(toDateTime(stat_date, 'UTC'), 1)) - toUInt32(toDateTime(stat_date, 'UTC'))), amount)"
+
 // TouchChannelExpr says where an event shows the customer engaging.
 const TouchChannelExpr = "multiIf(type IN ('web.visit', 'form.submitted'), 'web', type = 'app.session', 'mobile_app', type IN ('email.opened', 'email.clicked'), 'email', type = 'order.placed', order_channel, '')"
 
@@ -89,9 +106,20 @@ var Sources = map[string]Source{
 			"touch_channel": {Kind: String, Layer: 1, Expr: TouchChannelExpr, Uses: []string{"type", "order_channel"},
 				OnlyTypes: []string{"web.visit", "form.submitted", "app.session", "email.opened", "email.clicked", "order.placed"},
 				Doc:       "where the customer engaged: web, mobile_app, email, or the order channel"},
+			"period_start": {Kind: Time, Layer: 1, Expr: "toDateTime(stat_date, 'UTC')", Uses: []string{"stat_date"},
+				Doc: "the day (campaign.daily_stats date) or month (martech.cost month) a report's figures belong to, at 00:00 UTC"},
+			"channel_class": {Kind: String, Layer: 1, Expr: ChannelClassExpr, Uses: []string{"channel"},
+				Doc: "class of the campaign channel by settings.channels: paid, owned or earned"},
+			"prorated_amount": {Kind: Number, Layer: 1, Expr: ProratedAmountExpr, Uses: []string{"type", "amount", "stat_date"},
+				Doc: "amount, with a martech.cost spread evenly over its month and only the part of the month inside the window kept"},
 			"identifier":                   {Kind: String, Layer: 1, Expr: IdentifierExpr, Uses: []string{"crm_contact_id", "email_hash", "anonymous_id"}, Doc: "the event's best identity key (crm:, email:, anon:)"},
 			"customer":                     {Kind: String, Layer: 2, Doc: "the resolved customer id (one view of the customer)"},
-			"customer.acquisition_channel": {Kind: String, Layer: 3, Expr: "c_acquisition_channel", Doc: "channel of the customer's first campaign touch"},
+			"customer.acquisition_channel": {Kind: String, Layer: 3, Expr: "c_acquisition_channel", Doc: "channel credited with the customer's first order (settings.attribution)"},
+			"customer.acquisition_class":   {Kind: String, Layer: 3, Expr: "c_acquisition_class", Doc: "class (paid, owned, earned) of customer.acquisition_channel"},
+			"customer.lead_channel":        {Kind: String, Layer: 3, Expr: "c_lead_channel", Doc: "channel credited with the customer becoming a lead (settings.attribution)"},
+			"customer.lead_class":          {Kind: String, Layer: 3, Expr: "c_lead_class", Doc: "class (paid, owned, earned) of customer.lead_channel"},
+			"customer.subscribed_at":       {Kind: Time, Layer: 3, Expr: "c_subscribed_at", Doc: "start of the customer's subscription ($never if none)"},
+			"customer.churned_at":          {Kind: Time, Layer: 3, Expr: "c_churned_at", Doc: "cancellation of the customer's subscription ($never if active or never subscribed)"},
 			"customer.segment":             {Kind: String, Layer: 3, Expr: "c_segment", Doc: "the customer's CRM segment"},
 			"customer.country":             {Kind: String, Layer: 3, Expr: "c_country", Doc: "the customer's country"},
 			// The canonical id of a customer known to the CRM is its CRM key.
@@ -104,8 +132,12 @@ var Sources = map[string]Source{
 		Columns: map[string]Column{
 			"customer_id":            raw(String, "canonical customer id"),
 			"crm_contact_id":         raw(String, "CRM contact id, if known"),
-			"acquisition_channel":    raw(String, "channel of the first campaign touch"),
-			"acquisition_campaign":   raw(String, "campaign of the first campaign touch"),
+			"acquisition_channel":    raw(String, "channel credited with the first order (settings.attribution; '' if no touch in the lookback)"),
+			"acquisition_campaign":   raw(String, "campaign credited with the first order"),
+			"acquisition_class":      raw(String, "class of acquisition_channel: paid, owned or earned"),
+			"lead_channel":           raw(String, "channel credited with reaching stage lead (settings.attribution)"),
+			"lead_campaign":          raw(String, "campaign credited with reaching stage lead"),
+			"lead_class":             raw(String, "class of lead_channel: paid, owned or earned"),
 			"segment":                raw(String, "CRM segment"),
 			"country":                raw(String, "country"),
 			"stage":                  raw(String, "furthest funnel stage reached"),

@@ -23,6 +23,9 @@ func (c *Catalog) Validate() error {
 	if len(c.KPIs) == 0 {
 		return fmt.Errorf("%s: kpis: the catalog defines no KPI", c.file)
 	}
+	c.Settings.validate(func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", c.whereSetting(path), fmt.Sprintf(format, args...)))
+	})
 	seen := map[string]bool{}
 	for i := range c.KPIs {
 		k := &c.KPIs[i]
@@ -33,6 +36,8 @@ func (c *Catalog) Validate() error {
 			fail("name", "must match %s, got %q", nameRe, k.Name)
 		} else if seen[k.Name] {
 			fail("name", "duplicate KPI name %q", k.Name)
+		} else if IsConstant(k.Name) {
+			fail("name", "%q is reserved: derived expressions use it for settings.%s", k.Name, k.Name)
 		}
 		seen[k.Name] = true
 		if strings.TrimSpace(k.Title) == "" {
@@ -126,6 +131,9 @@ func (c *Catalog) Validate() error {
 			if len(k.Dimensions) > 0 {
 				fail("dimensions", "a derived KPI is computed for the total only and takes no dimensions")
 			}
+			if k.RequireNumerator {
+				fail("require_numerator", "only for type ratio")
+			}
 		default:
 			fail("type", "must be simple, ratio or derived, got %q", k.Type)
 		}
@@ -213,7 +221,7 @@ func (m *Measure) check(dims []string) []error {
 		if !ok {
 			continue
 		}
-		if c.Kind == String && slices.Contains([]string{"gt", "gte", "lt", "lte"}, cond.Op) {
+		if c.Kind == String && slices.Contains([]string{"gt", "gte", "lt", "lte", "between"}, cond.Op) {
 			bad("where.%s: operator %s needs a number or time column", name, cond.Op)
 		}
 		for _, v := range cond.Values {
@@ -324,7 +332,7 @@ func (c *Catalog) checkDerived() []error {
 			continue
 		}
 		for _, r := range refs {
-			if _, ok := index[r]; !ok {
+			if _, ok := index[r]; !ok && !IsConstant(r) {
 				errs = append(errs, fmt.Errorf("%s: expression: references unknown KPI %q", c.where(i), r))
 			}
 		}
@@ -360,6 +368,13 @@ func (c *Catalog) checkDerived() []error {
 	}
 	return errs
 }
+
+// IsConstant reports whether a name in a derived expression is a catalog
+// setting rather than a KPI: margin.
+func IsConstant(name string) bool { return name == "margin" }
+
+// Constants are the values of the settings derived expressions may use.
+func (s Settings) Constants() map[string]any { return map[string]any{"margin": *s.Margin} }
 
 // Order returns the KPIs so that every derived KPI comes after the KPIs it uses.
 func (c *Catalog) Order() []KPI {

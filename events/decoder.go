@@ -294,6 +294,9 @@ func (d *Decoder) build(p *parsed, ev *Event) *Error {
 		if b, err = str(p.campaignID, "campaign.campaign_id", true, maxIDLen); err != nil {
 			return err
 		}
+		if string(b) == ReservedValue {
+			return &Error{Reason: ReasonInvalidField, Field: "campaign.campaign_id", Detail: quote(b) + " is reserved: KPI breakdowns use it for rows without a campaign"}
+		}
 		ss.src[sCampaignID] = b
 		if ev.Channel, err = enum(p.channel, "campaign.channel", true, Channels); err != nil {
 			return err

@@ -56,6 +56,21 @@ var Channels = []string{
 	"social", "referral", "direct", "affiliate", "events",
 }
 
+// ReservedValue is the one campaign id the contract refuses: KPI
+// breakdowns show rows without a campaign or channel under it.
+const ReservedValue = "(none)"
+
+// Correctable reports whether a re-send of an event of type t under the
+// same event_id may carry new figures that replace the old: the reports of
+// campaign.daily_stats and martech.cost. Any other type re-sent under its
+// id is the same event again.
+func Correctable(t Type) bool { return t == TypeCampaignDailyStats || t == TypeMartechCost }
+
+// CorrectableTypes lists the types Correctable accepts.
+func CorrectableTypes() []string {
+	return []string{string(TypeCampaignDailyStats), string(TypeMartechCost)}
+}
+
 // Stages are the funnel stages of lead.stage_changed, in funnel order
 // (disqualified is a terminal exit, not a step).
 var Stages = []string{"lead", "mql", "sql", "opportunity", "customer", "disqualified"}

@@ -14,7 +14,7 @@ import (
 // measure that needs the customer can read all it filters and groups on.
 var ResolvedColumns = []string{"event_id", "type", "occurred_at", "source", "channel", "campaign_id", "order_channel", "platform",
 	"stage", "outcome", "segment", "country", "vendor", "currency", "entity_id", "crm_contact_id", "email_hash", "anonymous_id",
-	"topic", "amount", "impressions", "clicks", "ingested_at"}
+	"topic", "amount", "impressions", "clicks", "stat_date", "ingested_at"}
 
 // ResolvedSQL selects cols and customer_key (0 for no identity) from
 // resolved_events rows matching where (a " WHERE …" clause on stored
@@ -43,9 +43,14 @@ const stageEventsSQL = `INSERT INTO resolve_staging (%[1]s, identifier)
 SELECT %[1]s, ` + catalog.IdentifierExpr + `
 FROM events
 WHERE ingested_at >= ? AND ingested_at <= ?
+  AND type NOT IN ('campaign.daily_stats', 'martech.cost')
   AND (type, occurred_at, event_id) NOT IN (%[2]s)
 LIMIT 1 BY event_id`
 
+// Reports (campaign.daily_stats, martech.cost) are not staged: they
+// identify no person, and a correction replaces them (events.Correctable),
+// so KPIs read their latest version from events.
+//
 // StageEventsQuery is the INSERT … SELECT that fills resolve_staging with
 // the new events ingested in [from, upper]. A window checks only
 // resolved_events rows that match its own events (cheap while the window

@@ -51,6 +51,12 @@ type Resolver struct {
 	// FullCheckEvery: an update this long after the last full check (and
 	// the first of a process) checks every event, not only the window's.
 	FullCheckEvery time.Duration
+	// Settings are the KPI catalog's: the attribution model, its lookback
+	// and the channel classes the customer 360 computes. When they differ
+	// from those the stored customers were computed with, the next update
+	// recomputes every customer.
+	Settings catalog.Settings
+	storedSettings string // fingerprint the customers table was computed with
 	// FullRebuildAbove: when more customers than this changed, the customers
 	// table is recomputed whole instead of by id list. Either way every row
 	// of resolved_events is read; a full rebuild also aggregates and writes
@@ -62,7 +68,7 @@ type Resolver struct {
 // NewResolver returns a resolver over conn; call Update to bring it up to date.
 func NewResolver(conn store.Conn, logger *slog.Logger) *Resolver {
 	return &Resolver{conn: conn, log: logger, parent: map[string]string{}, members: map[string][]string{}, stored: map[string]string{}, former: map[string]string{},
-		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000, Now: time.Now, FullCheckEvery: time.Hour}
+		Overlap: 5 * time.Minute, FullRebuildAbove: 100_000, Now: time.Now, FullCheckEvery: time.Hour, Settings: catalog.DefaultSettings()}
 }
 
 // rank orders key kinds for the canonical id: CRM first, then email, then anonymous.
@@ -161,6 +167,9 @@ func (r *Resolver) load(ctx context.Context) error {
 	// digits> <its read time>", so that of two saved in one second the later
 	// sorts last. A database without it (new, or from before
 	// resolved_events) starts from the first event.
+	if err := r.conn.QueryRow(ctx, "SELECT argMax(value, updated_at) FROM transform_state WHERE key = 'identity_settings'").Scan(&r.storedSettings); err != nil {
+		return fmt.Errorf("load identity settings: %w", err)
+	}
 	var progress string
 	err = r.conn.QueryRow(ctx, "SELECT argMax(value, (updated_at, value)) FROM transform_state WHERE key = 'identity_progress'").Scan(&progress)
 	if err != nil {
@@ -216,9 +225,14 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 		return st, fmt.Errorf("identity: read newest ingested_at: %w", err)
 	}
 	upper = upper.UTC()
+	resettle := r.storedSettings != r.Settings.Fingerprint()
 	// Equal is not up to date: more events may have been stored within the
 	// watermark's second (ingested_at has whole seconds) after it was read.
 	if upper.Before(r.watermark) || upper.Unix() <= 0 {
+		if resettle {
+			st.FullRebuld = true
+			return st, r.recomputeCustomers(ctx, nil, true, time.Now().UTC())
+		}
 		return st, nil
 	}
 	// Every event visible at the last update's read with ingested_at up to
@@ -344,7 +358,7 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 		ids = append(ids, c)
 	}
 	st.Customers = len(ids)
-	st.FullRebuld = len(ids) > r.FullRebuildAbove
+	st.FullRebuld = len(ids) > r.FullRebuildAbove || resettle
 	if err := r.recomputeCustomers(ctx, ids, st.FullRebuld, now); err != nil {
 		return st, err
 	}
@@ -436,66 +450,91 @@ func (r *Resolver) writePairs(ctx context.Context, insert, what string, pairs []
 }
 
 func (r *Resolver) saveWatermark(ctx context.Context, wm time.Time, run uint64, readAt, now time.Time) error {
+	return r.saveState(ctx, "identity_progress", fmt.Sprintf("%s %020d %s", wm.Format(time.RFC3339), run, readAt.Format(time.RFC3339Nano)), now)
+}
+
+// saveState writes one key of transform_state.
+func (r *Resolver) saveState(ctx context.Context, key, value string, now time.Time) error {
 	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO transform_state (key, value, updated_at)")
 	if err != nil {
-		return fmt.Errorf("save identity watermark: %w", err)
+		return fmt.Errorf("save %s: %w", key, err)
 	}
-	if err := batch.Append("identity_progress", fmt.Sprintf("%s %020d %s", wm.Format(time.RFC3339), run, readAt.Format(time.RFC3339Nano)), now); err != nil {
+	if err := batch.Append(key, value, now); err != nil {
 		_ = batch.Abort()
-		return fmt.Errorf("save identity watermark: %w", err)
+		return fmt.Errorf("save %s: %w", key, err)
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("save identity watermark: %w", err)
+		return fmt.Errorf("save %s: %w", key, err)
 	}
 	return nil
 }
 
 // customersSQL computes the 360 of customers from resolved_events: every
-// event once, under the customer it belongs to now.
-const customersSQL = `INSERT INTO customers (customer_id, crm_contact_id, acquisition_channel, acquisition_campaign, segment, country,
+// event once, under the customer it belongs to now. The inner query
+// aggregates each customer's events and keeps their campaign touches
+// (time, channel, campaign); the outer one credits two conversions —
+// becoming a lead and the first order — each to one touch within the
+// lookback before it (%[1]s is min for first touch, max for last touch;
+// ties go to the smaller channel, then campaign). Aliases are prefixed x_
+// so that none shadows a column another aggregate reads.
+const customersSQL = `INSERT INTO customers (customer_id, crm_contact_id, acquisition_channel, acquisition_campaign, acquisition_class,
+  lead_channel, lead_campaign, lead_class, segment, country,
   stage, orders, revenue, channels_count, is_crm, churned, first_seen, last_seen, first_order_at, last_order_at,
   reached_lead_at, reached_mql_at, reached_sql_at, reached_opportunity_at, reached_customer_at, won_at,
   subscribed_at, churned_at, channels, campaigns, order_channels, merged_into, updated_at)
 SELECT
-  customer,
-  argMinIf(crm_contact_id, occurred_at, crm_contact_id != ''),
-  argMinIf(channel, occurred_at, channel != ''),
-  argMinIf(campaign_id, occurred_at, campaign_id != ''),
-  argMaxIf(segment, occurred_at, segment != ''),
-  argMaxIf(country, occurred_at, country != ''),
-  arrayElement(['', 'lead', 'mql', 'sql', 'opportunity', 'customer'], toUInt8(max(stage_rank)) + 1),
-  toUInt32(uniqExactIf(entity_id, type = 'order.placed')),
-  sumIf(amount, type = 'order.placed') - sumIf(amount, type = 'order.refunded'),
-  toUInt32(uniqExactIf(touch_channel, touch_channel != '')),
-  toUInt8(max(crm_contact_id != '')),
-  toUInt8(maxIf(occurred_at, type = 'subscription.cancelled') > maxIf(occurred_at, type = 'subscription.started') AND countIf(type = 'subscription.started') > 0),
-  min(occurred_at),
-  max(occurred_at),
-  if(countIf(type = 'order.placed') > 0, minIf(occurred_at, type = 'order.placed'), toDateTime(?)),
-  if(countIf(type = 'order.placed') > 0, maxIf(occurred_at, type = 'order.placed'), toDateTime(?)),
-  if(countIf(stage_rank >= 1) > 0, minIf(occurred_at, stage_rank >= 1), toDateTime(?)),
-  if(countIf(stage_rank >= 2) > 0, minIf(occurred_at, stage_rank >= 2), toDateTime(?)),
-  if(countIf(stage_rank >= 3) > 0, minIf(occurred_at, stage_rank >= 3), toDateTime(?)),
-  if(countIf(stage_rank >= 4) > 0, minIf(occurred_at, stage_rank >= 4), toDateTime(?)),
-  if(countIf(stage_rank >= 5) > 0, minIf(occurred_at, stage_rank >= 5), toDateTime(?)),
-  if(countIf(type = 'opportunity.closed' AND outcome = 'won') > 0, minIf(occurred_at, type = 'opportunity.closed' AND outcome = 'won'), toDateTime(?)),
-  if(countIf(type = 'subscription.started') > 0, minIf(occurred_at, type = 'subscription.started'), toDateTime(?)),
+  x_customer, x_crm_contact_id,
+  tupleElement(x_acquired_by, 2), tupleElement(x_acquired_by, 3), transform(tupleElement(x_acquired_by, 2), ?, ?, ''),
+  tupleElement(x_lead_by, 2), tupleElement(x_lead_by, 3), transform(tupleElement(x_lead_by, 2), ?, ?, ''),
+  x_segment, x_country, x_stage, x_orders, x_revenue, x_channels_count, x_is_crm, x_churned, x_first_seen, x_last_seen,
+  x_first_order_at, x_last_order_at, x_reached_lead_at, x_reached_mql_at, x_reached_sql_at, x_reached_opportunity_at,
+  x_reached_customer_at, x_won_at, x_subscribed_at, x_churned_at, x_channels, x_campaigns, x_order_channels, '', toDateTime(?)
+FROM (
+SELECT *,
+  -- replicate: a lambda here cannot read a column of the aggregate below on ClickHouse 18.16.
+  arrayReduce('%[1]s', arrayFilter((t, at) -> tupleElement(t, 1) <= at AND tupleElement(t, 1) >= at - ?, x_touches, replicate(x_first_order_at, x_touches))) AS x_acquired_by,
+  arrayReduce('%[1]s', arrayFilter((t, at) -> tupleElement(t, 1) <= at AND tupleElement(t, 1) >= at - ?, x_touches, replicate(x_reached_lead_at, x_touches))) AS x_lead_by
+FROM (
+SELECT
+  customer AS x_customer,
+  argMinIf(crm_contact_id, occurred_at, crm_contact_id != '') AS x_crm_contact_id,
+  argMaxIf(segment, occurred_at, segment != '') AS x_segment,
+  argMaxIf(country, occurred_at, country != '') AS x_country,
+  arrayElement(['', 'lead', 'mql', 'sql', 'opportunity', 'customer'], toUInt8(max(stage_rank)) + 1) AS x_stage,
+  toUInt32(uniqExactIf(entity_id, type = 'order.placed')) AS x_orders,
+  sumIf(amount, type = 'order.placed') - sumIf(amount, type = 'order.refunded') AS x_revenue,
+  toUInt32(uniqExactIf(touch_channel, touch_channel != '')) AS x_channels_count,
+  toUInt8(max(crm_contact_id != '')) AS x_is_crm,
+  toUInt8(maxIf(occurred_at, type = 'subscription.cancelled') > maxIf(occurred_at, type = 'subscription.started') AND countIf(type = 'subscription.started') > 0) AS x_churned,
+  min(occurred_at) AS x_first_seen,
+  max(occurred_at) AS x_last_seen,
+  if(countIf(type = 'order.placed') > 0, minIf(occurred_at, type = 'order.placed'), toDateTime(?)) AS x_first_order_at,
+  if(countIf(type = 'order.placed') > 0, maxIf(occurred_at, type = 'order.placed'), toDateTime(?)) AS x_last_order_at,
+  if(countIf(stage_rank >= 1) > 0, minIf(occurred_at, stage_rank >= 1), toDateTime(?)) AS x_reached_lead_at,
+  if(countIf(stage_rank >= 2) > 0, minIf(occurred_at, stage_rank >= 2), toDateTime(?)) AS x_reached_mql_at,
+  if(countIf(stage_rank >= 3) > 0, minIf(occurred_at, stage_rank >= 3), toDateTime(?)) AS x_reached_sql_at,
+  if(countIf(stage_rank >= 4) > 0, minIf(occurred_at, stage_rank >= 4), toDateTime(?)) AS x_reached_opportunity_at,
+  if(countIf(stage_rank >= 5) > 0, minIf(occurred_at, stage_rank >= 5), toDateTime(?)) AS x_reached_customer_at,
+  if(countIf(type = 'opportunity.closed' AND outcome = 'won') > 0, minIf(occurred_at, type = 'opportunity.closed' AND outcome = 'won'), toDateTime(?)) AS x_won_at,
+  if(countIf(type = 'subscription.started') > 0, minIf(occurred_at, type = 'subscription.started'), toDateTime(?)) AS x_subscribed_at,
   if(countIf(type = 'subscription.started') > 0 AND maxIf(occurred_at, type = 'subscription.cancelled') > maxIf(occurred_at, type = 'subscription.started'),
-     maxIf(occurred_at, type = 'subscription.cancelled'), toDateTime(?)),
-  groupUniqArrayIf(touch_channel, touch_channel != ''),
-  groupUniqArrayIf(campaign_id, campaign_id != ''),
-  groupUniqArrayIf(order_channel, type = 'order.placed' AND order_channel != ''),
-  '',
-  toDateTime(?)
+     maxIf(occurred_at, type = 'subscription.cancelled'), toDateTime(?)) AS x_churned_at,
+  groupUniqArrayIf(touch_channel, touch_channel != '') AS x_channels,
+  groupUniqArrayIf(campaign_id, campaign_id != '') AS x_campaigns,
+  groupUniqArrayIf(order_channel, type = 'order.placed' AND order_channel != '') AS x_order_channels,
+  groupArrayIf((occurred_at, channel, campaign_id), is_touch) AS x_touches
 FROM (
   SELECT type, occurred_at, crm_contact_id, channel, campaign_id, segment, country, entity_id, amount, outcome, order_channel,
     multiIf(type != 'lead.stage_changed', 0, stage = 'lead', 1, stage = 'mql', 2, stage = 'sql', 3, stage = 'opportunity', 4, stage = 'customer', 5, 0) AS stage_rank,
     ` + catalog.TouchChannelExpr + ` AS touch_channel,
+    type IN ('web.visit', 'app.session', 'email.opened', 'email.clicked', 'form.submitted') AND channel != '' AS is_touch,
     customer
-  FROM (%s)
-  WHERE %s
+  FROM (%[2]s)
+  WHERE %[3]s
 )
-GROUP BY customer`
+GROUP BY customer
+)
+)`
 
 // customerColumns are the resolved_events columns the 360 reads.
 var customerColumns = []string{"type", "occurred_at", "crm_contact_id", "channel", "campaign_id", "segment", "country", "entity_id", "amount", "outcome", "order_channel", "stage"}
@@ -507,11 +546,17 @@ const ChangedCustomersTable = "changed_customers"
 
 // CustomersQuery is the INSERT … SELECT that recomputes the 360 of the given
 // customers, or of every customer when all is true.
-func CustomersQuery(ids []string, all bool, now time.Time) (store.Query, error) {
+func CustomersQuery(ids []string, all bool, now time.Time, settings catalog.Settings) (store.Query, error) {
 	never := catalog.NeverTime()
-	args := []any{never, never, never, never, never, never, never, never, never, never, now}
+	chans, classes := settings.ClassMap()
+	lookback := settings.LookbackSeconds()
+	args := []any{chans, classes, chans, classes, now, lookback, lookback, never, never, never, never, never, never, never, never, never, never}
+	pick := "min"
+	if settings.Attribution.Model == catalog.LastTouch {
+		pick = "max"
+	}
 	if all {
-		return store.Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}, nil
+		return store.Query{SQL: fmt.Sprintf(customersSQL, pick, ResolvedSQL(customerColumns, "", true), "customer != ''"), Args: args}, nil
 	}
 	table, err := ext.NewTable(ChangedCustomersTable, ext.Column("customer_id", "String"))
 	if err != nil {
@@ -526,14 +571,16 @@ func CustomersQuery(ids []string, all bool, now time.Time) (store.Query, error) 
 	// Read only the rows stored under these customers or under ids merged
 	// into them, then keep those that belong to them now.
 	pre := " WHERE customer_key IN (SELECT cityHash64(customer_id) FROM " + ChangedCustomersTable + ") OR customer_key IN (SELECT former_key FROM customer_merges WHERE customer_id IN " + in + ")"
-	return store.Query{SQL: fmt.Sprintf(customersSQL, ResolvedSQL(customerColumns, pre, true), "customer IN "+in), Args: args, External: []*ext.Table{table}}, nil
+	return store.Query{SQL: fmt.Sprintf(customersSQL, pick, ResolvedSQL(customerColumns, pre, true), "customer IN "+in), Args: args, External: []*ext.Table{table}}, nil
 }
 
+// recomputeCustomers recomputes the 360 of ids, or of every customer when
+// full is set, and records the settings it used.
 func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bool, now time.Time) error {
-	if len(ids) == 0 {
+	if len(ids) == 0 && !full {
 		return nil
 	}
-	q, err := CustomersQuery(ids, full, now)
+	q, err := CustomersQuery(ids, full, now, r.Settings)
 	if err != nil {
 		return err
 	}
@@ -546,6 +593,15 @@ func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bo
 		if err := r.conn.Exec(ctx, "OPTIMIZE TABLE customers FINAL"); err != nil && r.log != nil {
 			r.log.Warn("could not merge the rebuilt customers table; KPIs over customers stay correct but slower until ClickHouse merges it", "err", err)
 		}
+	}
+	if fp := r.Settings.Fingerprint(); fp != r.storedSettings {
+		if err := r.saveState(ctx, "identity_settings", fp, now); err != nil {
+			return err
+		}
+		if r.log != nil && r.storedSettings != "" {
+			r.log.Info("customer 360 recomputed for new attribution settings", "model", r.Settings.Attribution.Model, "lookback", r.Settings.Attribution.Lookback.String())
+		}
+		r.storedSettings = fp
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/store"
 )
@@ -22,6 +23,9 @@ type Params struct {
 	WindowStart time.Time
 	WindowEnd   time.Time // exclusive
 	Window      catalog.Window
+	// Settings are the catalog's (channel classes for channel_class);
+	// the zero value means the defaults.
+	Settings catalog.Settings
 }
 
 // NewParams computes the window bounds of w for an evaluation at now.
@@ -42,6 +46,40 @@ type compiler struct {
 func (c *compiler) bind(v any) string {
 	c.args = append(c.args, v)
 	return "?"
+}
+
+// expand binds the placeholders of a computed column's expression
+// ($window_start, $window_end, $class_channels, $class_names) in the order
+// they appear; call it where the expression is written into the SQL text.
+func (c *compiler) expand(expr string) string {
+	if !strings.Contains(expr, "$") {
+		return expr
+	}
+	settings := c.p.Settings
+	if settings.Margin == nil {
+		settings = catalog.DefaultSettings()
+	}
+	chans, classes := settings.ClassMap()
+	values := map[string]any{"$window_start": c.p.WindowStart, "$window_end": c.p.WindowEnd, "$class_channels": chans, "$class_names": classes}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(expr, '$')
+		if i < 0 {
+			b.WriteString(expr)
+			return b.String()
+		}
+		j := i + 1
+		for j < len(expr) && (expr[j] == '_' || expr[j] >= 'a' && expr[j] <= 'z') {
+			j++
+		}
+		b.WriteString(expr[:i])
+		if v, ok := values[expr[i:j]]; ok {
+			b.WriteString(c.bind(v))
+		} else {
+			b.WriteString(expr[i:j]) // not a placeholder: schema constants hold none
+		}
+		expr = expr[j:]
+	}
 }
 
 // ref is how a column is written in the outer query.
@@ -149,7 +187,9 @@ func Compile(m *catalog.Measure, dimension string, p Params) (store.Query, error
 
 	dimExpr := "''"
 	if dimCol != "" {
-		dimExpr = fmt.Sprintf("if(toString(%s) = '', 'unknown', toString(%s))", c.ref(dimCol), c.ref(dimCol))
+		// Empty (no campaign, no credited touch) is a group of its own under
+		// a name the event contract refuses as a value, so nothing real merges into it.
+		dimExpr = fmt.Sprintf("if(toString(%s) = '', '%s', toString(%s))", c.ref(dimCol), catalog.Unattributed, c.ref(dimCol))
 	}
 	var sql string
 	switch m.Aggregate {
@@ -300,6 +340,10 @@ func (c *compiler) fromEvents(used []string) string {
 			addCol(n)
 		}
 	}
+	// Bind the placeholders of the first read's columns now: they precede its WHERE in the text.
+	for i, e := range l1 {
+		l1[i] = c.expand(e)
+	}
 	// Filters of the first read: the window on a stored time column, and
 	// every condition on the event's own columns. Re-delivered copies of an
 	// event differ only in where and when they were received (topic,
@@ -317,7 +361,7 @@ func (c *compiler) fromEvents(used []string) string {
 			}
 			expr := store.QuoteIdent(n)
 			if e := computed(n); e != "" {
-				expr = "(" + e + ")"
+				expr = "(" + c.expand(e) + ")"
 			}
 			s, _ := c.condition(n, c.m.Where[n], expr) // checked when the measure compiled
 			pre = append(pre, s)
@@ -341,6 +385,10 @@ func (c *compiler) fromEvents(used []string) string {
 		// over the columns they use collapses them into one row.
 		inner := "SELECT " + strings.Join(l1, ", ") + " FROM events" + where()
 		switch {
+		case c.readsCorrections():
+			// A corrected report replaces the first: the copy stored last
+			// wins (then the later offset of the same partition).
+			inner += " ORDER BY `ingested_at` DESC, `offset` DESC LIMIT 1 BY event_id"
 		case needsDedupe(c.m.Aggregate):
 			inner += " LIMIT 1 BY event_id"
 		case distinct:
@@ -389,6 +437,34 @@ func (c *compiler) fromEvents(used []string) string {
 	// the key is safe with FINAL: every version of a customer has its key.
 	keys := "SELECT customer_key FROM (" + identity.ResolvedSQL(nil, where(), false) + ")"
 	return fmt.Sprintf("(SELECT * FROM (%s) AS resolved ANY LEFT JOIN (SELECT %s FROM customers FINAL PREWHERE customer_key IN (%s) WHERE merged_into = '') AS attrs USING customer_key)", l2, strings.Join(attrs, ", "), keys)
+}
+
+// readsCorrections: the measure may read reports that corrections replace
+// (events.Correctable) with an aggregate their figures change, so it must
+// keep each report's latest copy, not any one.
+func (c *compiler) readsCorrections() bool {
+	if c.m.Source != "events" {
+		return false
+	}
+	switch c.m.Aggregate {
+	case "count", "sum", "min", "max":
+	default:
+		if c.m.Field != "amount" && c.m.Field != "impressions" && c.m.Field != "clicks" && c.m.Field != "prorated_amount" {
+			return false
+		}
+	}
+	for _, n := range catalog.SortedKeys(c.m.Where) {
+		cond := c.m.Where[n]
+		if n == "type" && (cond.Op == "eq" || cond.Op == "in") {
+			return slices.ContainsFunc(cond.Values, func(t string) bool { return events.Correctable(events.Type(t)) })
+		}
+		if types := c.src.Columns[n].OnlyTypes; c.pushed(n) && len(types) > 0 && !matchesEmpty(cond) {
+			if !slices.ContainsFunc(types, func(t string) bool { return events.Correctable(events.Type(t)) }) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // needsDedupe: re-delivered copies of an event change counts and sums, but
@@ -446,6 +522,8 @@ func (c *compiler) condition(name string, cond catalog.Condition, ref string) (s
 		return ref + " < " + vals[0], nil
 	case "lte":
 		return ref + " <= " + vals[0], nil
+	case "between":
+		return ref + " >= " + vals[0] + " AND " + ref + " < " + vals[1], nil
 	}
 	return "", fmt.Errorf("unknown operator %q", cond.Op)
 }

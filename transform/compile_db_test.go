@@ -25,7 +25,7 @@ func TestOnlyTypesCoverTheExpression(t *testing.T) {
 		for _, typ := range append(slices.Clone(events.CRMTypes), events.CampaignTypes...) {
 			var v string
 			// Every raw text column set, so no branch of the expression is empty for want of data.
-			q := "SELECT toString(" + col.Expr + ") FROM (SELECT ? AS type, 'web' AS order_channel, 'x' AS crm_contact_id, 'x' AS email_hash, 'x' AS anonymous_id, 1 AS amount)"
+			q := "SELECT toString(" + col.Expr + ") FROM (SELECT ? AS type, 'web' AS order_channel, 'x' AS crm_contact_id, 'x' AS email_hash, 'x' AS anonymous_id, 1 AS amount, toDate('2026-03-01') AS stat_date, 'paid_search' AS channel)"
 			if err := conn.QueryRow(context.Background(), q, string(typ)).Scan(&v); err != nil {
 				t.Fatal(err)
 			}

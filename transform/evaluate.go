@@ -70,6 +70,7 @@ func Evaluate(ctx context.Context, q Querier, k catalog.KPI, now time.Time, prio
 func EvaluateShared(ctx context.Context, q Querier, k catalog.KPI, now time.Time, prior map[string]Result, cache *MeasureCache) Result {
 	start := time.Now()
 	p := NewParams(k.Window, now)
+	p.Settings = k.Settings()
 	res := Result{KPI: k.Name, ComputedAt: p.Now, WindowStart: p.WindowStart, WindowEnd: p.WindowEnd, Window: k.Window.String()}
 	if k.Window.Kind == catalog.Lifetime {
 		res.WindowStart = time.Unix(0, 0).UTC()
@@ -137,7 +138,10 @@ func evalRatio(ctx context.Context, q measurer, k catalog.KPI, p Params) ([]Seri
 			if r.value == 0 || math.IsNaN(r.value) || math.IsInf(r.value, 0) {
 				continue // no value for this group, not 0 and not NaN
 			}
-			n := nums[r.dim]
+			n, ok := nums[r.dim]
+			if !ok && k.RequireNumerator {
+				continue // e.g. CPL of a channel without spend: no value, not "free"
+			}
 			out = append(out, Series{Dimension: d, Value: r.dim, Result: scale * n / r.value, Numerator: n, Denominator: r.value, HasParts: true})
 		}
 	}
@@ -149,8 +153,11 @@ func evalDerived(k catalog.KPI, prior map[string]Result) ([]Series, error) {
 	if err != nil {
 		return nil, err
 	}
-	env := map[string]any{}
+	env := k.Settings().Constants()
 	for _, r := range refs {
+		if catalog.IsConstant(r) {
+			continue
+		}
 		res, ok := prior[r]
 		if !ok || res.Err != nil {
 			return nil, nil // an input has no value yet: neither has this KPI
@@ -188,8 +195,8 @@ type row struct {
 }
 
 // MeasureCache shares measure results among the KPIs of one evaluation
-// round: KPIs with a common measure (CPL and leads, the email rates' sends,
-// CAC and new customers) query it once. Safe for concurrent use; a failed
+// round: KPIs with a common measure (the paid spend of CPL, CAC and ROAS,
+// the email rates' sends, churn's subscribers) query it once. Safe for concurrent use; a failed
 // query is not shared, so each KPI keeps its own timeout and error.
 type MeasureCache struct {
 	mu      sync.Mutex

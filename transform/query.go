@@ -42,7 +42,7 @@ func QueryKPI(ctx context.Context, q Querier, c *catalog.Catalog, name, by, wind
 		if k.Type == catalog.TypeDerived {
 			refs, _ := catalog.References(k.Expression)
 			for _, r := range refs {
-				if _, done := prior[r]; !done {
+				if _, done := prior[r]; !done && !catalog.IsConstant(r) {
 					dep, _ := c.Get(r)
 					prior[r] = eval(dep, nil)
 				}

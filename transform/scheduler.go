@@ -79,7 +79,9 @@ func NewScheduler(cfg Config, cat *catalog.Catalog, conn store.Conn, logger *slo
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Scheduler{cfg: cfg, cat: cat, conn: conn, resolver: identity.NewResolver(conn, logger), log: logger, now: time.Now,
+	resolver := identity.NewResolver(conn, logger)
+	resolver.Settings = cat.Settings
+	s := &Scheduler{cfg: cfg, cat: cat, conn: conn, resolver: resolver, log: logger, now: time.Now,
 		states: map[string]*KPIState{}, next: map[string]time.Time{}}
 	for _, k := range cat.KPIs {
 		s.states[k.Name] = &KPIState{KPI: k}

@@ -68,9 +68,9 @@ func TestSchedulerStoresResultsAndIsolatesFailures(t *testing.T) {
 	if spend.Last.Err != nil || spend.LastSuccess.ComputedAt.IsZero() {
 		t.Fatalf("spend failed: %v", spend.Last.Err)
 	}
-	// Lifetime spend: 100 + 80 + 60 + 40 over three channels; capped at 2 series: the total and the largest channel.
-	if tot, _ := spend.Last.Total(); tot.Result != 280 || len(spend.Last.Series) != 2 || spend.Last.Dropped != 2 {
-		t.Errorf("spend total %v, %d series, %d dropped; want 280, 2, 2", tot.Result, len(spend.Last.Series), spend.Last.Dropped)
+	// Lifetime spend: paid_search 100 + 40 + 30, paid_social 80, display 60, email 10; capped at 2 series: the total and the largest channel.
+	if tot, _ := spend.Last.Total(); tot.Result != 320 || len(spend.Last.Series) != 2 || spend.Last.Dropped != 3 {
+		t.Errorf("spend total %v, %d series, %d dropped; want 320, 2, 3", tot.Result, len(spend.Last.Series), spend.Last.Dropped)
 	}
 	if spend.Last.Series[1].Value != "paid_search" {
 		t.Errorf("kept series %q, want the largest channel paid_search", spend.Last.Series[1].Value)
@@ -133,7 +133,7 @@ func TestMeasureCacheSharesCommonMeasures(t *testing.T) {
 	now := time.Now()
 	var wg sync.WaitGroup
 	results := make([]transform.Result, 2)
-	for i, name := range []string{"leads", "cpl"} {
+	for i, name := range []string{"churn_rate", "revenue_per_subscriber"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -153,8 +153,9 @@ func TestMeasureCacheSharesCommonMeasures(t *testing.T) {
 			t.Errorf("query ran %d times in one round:\n%s", n, sql)
 		}
 	}
-	// leads: total + by channel; cpl: spend and leads, each total + by channel.
-	if total != 4 {
-		t.Errorf("%d queries for leads and cpl, want 4 (leads' two shared with cpl's denominator)", total)
+	// churn_rate: churned and active subscribers; revenue_per_subscriber:
+	// their revenue and the same active subscribers (one population).
+	if total != 3 {
+		t.Errorf("%d queries for churn_rate and revenue_per_subscriber, want 3 (the subscribers at window start shared)", total)
 	}
 }
