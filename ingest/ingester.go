@@ -278,7 +278,13 @@ func (in *Ingester) add(b *batch, m *kafka.Message) {
 		s.invalid++
 		return
 	}
-	if in.seen.add(ev.EventID) {
+	// A report re-sent with new figures is a correction, not a duplicate:
+	// its content is part of what was seen (events.Correctable).
+	key := ev.EventID
+	if events.Correctable(ev.Type) {
+		key = ev.EventID + "\x00" + string(m.Value)
+	}
+	if in.seen.add(key) {
 		b.dups = append(b.dups, Duplicate{EventID: ev.EventID, Type: ev.Type, Source: ev.Source, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		s.dupes++
 		return

@@ -386,9 +386,11 @@ func (c *compiler) fromEvents(used []string) string {
 		inner := "SELECT " + strings.Join(l1, ", ") + " FROM events" + where()
 		switch {
 		case c.readsCorrections():
-			// A corrected report replaces the first: the copy stored last
-			// wins (then the later offset of the same partition).
-			inner += " ORDER BY `ingested_at` DESC, `offset` DESC LIMIT 1 BY event_id"
+			// A corrected report replaces the first: the version with the
+			// latest report time (occurred_at) wins, then the copy stored
+			// last, then the later offset. A re-delivered old version keeps
+			// its old report time, so it never undoes a correction.
+			inner += " ORDER BY `occurred_at` DESC, `ingested_at` DESC, `offset` DESC LIMIT 1 BY event_id"
 		case needsDedupe(c.m.Aggregate):
 			inner += " LIMIT 1 BY event_id"
 		case distinct:
