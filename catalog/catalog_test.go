@@ -151,3 +151,38 @@ func TestKPIDocsAreGenerated(t *testing.T) {
 		t.Fatal("docs/KPIS.md is out of date: run `UPDATE_DOCS=1 go test ./catalog/ -run KPIDocs` (or `kpibridge kpis docs > docs/KPIS.md`)")
 	}
 }
+
+func TestSettingsDefaultsAndOverrides(t *testing.T) {
+	c, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Settings
+	if s.Attribution.Model != catalog.FirstTouch || s.Attribution.Lookback.String() != "30d" || *s.Margin != 1 {
+		t.Errorf("default settings %+v", s)
+	}
+	for ch, class := range map[string]string{"paid_search": "paid", "email": "owned", "organic_search": "earned", "direct": "earned", "events": "paid"} {
+		if got := s.ClassOf(ch); got != class {
+			t.Errorf("%s is %q, want %s", ch, got, class)
+		}
+	}
+	k, _ := c.Get("clv")
+	if k.Settings().Attribution.Model != catalog.FirstTouch {
+		t.Errorf("a KPI does not see its catalog's settings")
+	}
+	// A catalog that sets only the model keeps the other defaults.
+	y := strings.Replace(string(catalog.DefaultYAML()), "settings:\n", "settings:\n  margin: 0.4\n", 1)
+	y = strings.Replace(y, "  margin: 1 ", "  # margin: 1 ", 1)
+	y = strings.Replace(y, "model: first_touch", "model: last_touch", 1)
+	c2, err := catalog.Parse("override.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Settings.Attribution.Model != catalog.LastTouch || *c2.Settings.Margin != 0.4 || c2.Settings.Fingerprint() == s.Fingerprint() {
+		t.Errorf("overridden settings %+v (fingerprint %s vs %s)", c2.Settings, c2.Settings.Fingerprint(), s.Fingerprint())
+	}
+	k, _ = c2.Get("clv")
+	if k.Settings().Constants()["margin"] != 0.4 {
+		t.Errorf("clv sees margin %v, want 0.4", k.Settings().Constants()["margin"])
+	}
+}

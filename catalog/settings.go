@@ -139,7 +139,16 @@ func (s Settings) validate(fail func(path, format string, args ...any)) {
 		fail("settings.attribution.lookback", "want a rolling window from 1h to 400d such as 30d, got %q", lb.String())
 	}
 	seen := map[string]string{}
+	classes := ChannelClasses()
 	for _, class := range SortedKeys(s.Channels) {
+		if !slices.Contains(classes, class) {
+			classes = append(classes, class)
+		}
+	}
+	for _, class := range classes {
+		if _, ok := s.Channels[class]; !ok {
+			continue
+		}
 		if !slices.Contains(ChannelClasses(), class) {
 			fail("settings.channels."+class, "unknown channel class %q (want %s)", class, strings.Join(ChannelClasses(), ", "))
 			continue

@@ -111,6 +111,9 @@ func (c *Catalog) Validate() error {
 			if k.Numerator != nil || k.Denominator != nil || k.Expression != "" {
 				fail("type", "simple takes only measure (not numerator, denominator or expression)")
 			}
+			if k.RequireNumerator {
+				fail("require_numerator", "only for type ratio")
+			}
 		case TypeRatio:
 			if k.Numerator == nil {
 				fail("numerator", "required for type ratio")
@@ -336,7 +339,7 @@ func (c *Catalog) checkDerived() []error {
 				errs = append(errs, fmt.Errorf("%s: expression: references unknown KPI %q", c.where(i), r))
 			}
 		}
-		deps[k.Name] = refs
+		deps[k.Name] = slices.DeleteFunc(refs, IsConstant)
 	}
 	// Depth-first search for cycles, reported once each.
 	state := map[string]int{} // 0 new, 1 on stack, 2 done
