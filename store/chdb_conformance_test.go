@@ -11,7 +11,6 @@ package store_test
 
 import (
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/identity"
+	"github.com/kpibridge/kpibridge/internal/chdbtest"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
@@ -113,11 +113,11 @@ func TestChDBConformance(t *testing.T) {
 	// chDB takes no external tables: the changed customers go in a table of the same name.
 	chdbQuery(t, s, "CREATE TABLE "+identity.ChangedCustomersTable+" (customer_id String) ENGINE = Memory")
 	chdbQuery(t, s, "INSERT INTO "+identity.ChangedCustomersTable+" VALUES ('crm:1'), ('anon:x')")
-	all, err := identity.CustomersQuery(nil, true, now)
+	all, err := identity.CustomersQuery(nil, true, now, cat.Settings)
 	if err != nil {
 		t.Fatal(err)
 	}
-	some, err := identity.CustomersQuery([]string{"crm:1", "anon:x"}, false, now)
+	some, err := identity.CustomersQuery([]string{"crm:1", "anon:x"}, false, now, cat.Settings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,40 +126,13 @@ func TestChDBConformance(t *testing.T) {
 	}
 }
 
-// inline writes bound arguments into the SQL as literals (chDB takes no
-// parameters); test only: the values come from the test, not from users.
 func inline(t *testing.T, q store.Query) string {
 	t.Helper()
-	var b strings.Builder
-	args := q.Args
-	for _, r := range q.SQL {
-		if r != '?' {
-			b.WriteRune(r)
-			continue
-		}
-		if len(args) == 0 {
-			t.Fatalf("more placeholders than arguments in\n%s", q.SQL)
-		}
-		switch v := args[0].(type) {
-		case string:
-			b.WriteString("'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'")
-		case float64:
-			b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
-		case int64:
-			b.WriteString(strconv.FormatInt(v, 10))
-		case uint64:
-			b.WriteString(strconv.FormatUint(v, 10))
-		case time.Time:
-			b.WriteString("toDateTime('" + v.UTC().Format("2006-01-02 15:04:05") + "', 'UTC')")
-		default:
-			t.Fatalf("inline: unsupported argument %T", v)
-		}
-		args = args[1:]
+	sql, err := chdbtest.Inline(q)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(args) != 0 {
-		t.Fatalf("%d arguments left over for\n%s", len(args), q.SQL)
-	}
-	return b.String()
+	return sql
 }
 
 // conformanceQueries are the read patterns kpibridge documents for analysts;

@@ -210,25 +210,30 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-func TestGoldenDefaultCatalog(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
+// goldenData is the fixture as stored in two phases, with the resolver
+// clock that follows them.
+type goldenData struct {
+	conn  store.Conn
+	bulk  []events.Event
+	late  []events.Event
+	clock time.Time
+}
+
+// loadGolden stores phase 1: everything but Alice's identity links and the
+// late events, a re-delivered order, two dead letters and a duplicate.
+func loadGolden(t *testing.T, conn store.Conn) *goldenData {
+	t.Helper()
 	ctx := context.Background()
-
-	bulk := decodeFile(t, "testdata/golden/events.ndjson")
-	late := decodeFile(t, "testdata/golden/late.ndjson")
-	at := func(ts time.Time) *ingest.ClickHouseWriter {
-		return ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return ts })
-	}
+	g := &goldenData{conn: conn, bulk: decodeFile(t, "testdata/golden/events.ndjson"), late: decodeFile(t, "testdata/golden/late.ndjson")}
 	received := time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC)
-	w := at(received)
-
+	w := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return received })
 	// Phase 1: everything but Alice's identity links (a2 form, a3 contact).
-	if err := w.InsertEvents(ctx, rows(bulk, "a2", "a3")); err != nil {
+	if err := w.InsertEvents(ctx, rows(g.bulk, "a2", "a3")); err != nil {
 		t.Fatal(err)
 	}
 	// Order A1 delivered a second time, before any merge.
-	if err := w.InsertEvents(ctx, rows(bulk[14:15])); err != nil || bulk[14].EventID != "a9" {
-		t.Fatalf("redeliver a9: %v (%s)", err, bulk[14].EventID)
+	if err := w.InsertEvents(ctx, rows(g.bulk[14:15])); err != nil || g.bulk[14].EventID != "a9" {
+		t.Fatalf("redeliver a9: %v (%s)", err, g.bulk[14].EventID)
 	}
 	if err := w.InsertDeadLetters(ctx, []ingest.DeadLetter{
 		{Reason: events.ReasonInvalidField, Topic: "crm.events", Offset: 100, Source: "shopify", Value: []byte(`{}`)},
@@ -240,12 +245,40 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The resolver's clock agrees with ingest's: a second after each phase is stored.
-	clock := received.Add(time.Second)
-	resolver := func() *identity.Resolver {
-		r := identity.NewResolver(conn, nil)
-		r.Now = func() time.Time { return clock }
-		return r
+	g.clock = received.Add(time.Second)
+	return g
+}
+
+// phase2 stores, received later, Alice's links, the late click and the
+// corrected spend report.
+func (g *goldenData) phase2(t *testing.T) {
+	t.Helper()
+	received := time.Date(2026, 3, 31, 11, 0, 0, 0, time.UTC)
+	w := ingest.NewClickHouseWriter(g.conn, 1024).WithClock(func() time.Time { return received })
+	var links []events.Event
+	for _, ev := range g.bulk {
+		if ev.EventID == "a2" || ev.EventID == "a3" {
+			links = append(links, ev)
+		}
 	}
+	if err := w.InsertEvents(context.Background(), append(rows(links), rows(g.late)...)); err != nil {
+		t.Fatal(err)
+	}
+	g.clock = received.Add(time.Second)
+}
+
+// resolver is a new identity resolver (a restart) on the phases' clock.
+func (g *goldenData) resolver() *identity.Resolver {
+	r := identity.NewResolver(g.conn, nil)
+	r.Now = func() time.Time { return g.clock }
+	return r
+}
+
+func TestGoldenDefaultCatalog(t *testing.T) {
+	_, conn := testenv.MigratedClickHouse(t)
+	ctx := context.Background()
+	g := loadGolden(t, conn)
+	resolver := g.resolver
 	r := resolver()
 	st, err := r.Update(ctx)
 	if err != nil {
@@ -256,18 +289,9 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 		t.Fatalf("after phase 1: %d customers, want 10 (Alice not yet linked) — %+v", n, st)
 	}
 
-	// Phase 2, received later: the links and the late click. Incremental update merges Alice.
-	w2 := at(time.Date(2026, 3, 31, 11, 0, 0, 0, time.UTC))
-	clock = time.Date(2026, 3, 31, 11, 0, 1, 0, time.UTC)
-	var links []events.Event
-	for _, ev := range bulk {
-		if ev.EventID == "a2" || ev.EventID == "a3" {
-			links = append(links, ev)
-		}
-	}
-	if err := w2.InsertEvents(ctx, append(rows(links), rows(late)...)); err != nil {
-		t.Fatal(err)
-	}
+	// Phase 2, received later: the links, the late click and a corrected
+	// report. The incremental update merges Alice.
+	g.phase2(t)
 	st, err = r.Update(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +301,11 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 	}
 	if n := countCustomers(t, conn); n != 8 {
 		t.Fatalf("after phase 2: %d customers, want 8", n)
+	}
+	// Reports identify no person: resolved_events holds none, so no stale version of a corrected one.
+	var reports uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM resolved_events WHERE type IN ('campaign.daily_stats', 'martech.cost')").Scan(&reports); err != nil || reports != 0 {
+		t.Errorf("resolved_events holds %d reports (%v), want 0", reports, err)
 	}
 	var cust, acq string
 	var orders uint32
