@@ -22,6 +22,10 @@ type Customer struct {
 	Country             string          `json:"country"`
 	AcquisitionChannel  string          `json:"acquisition_channel"`
 	AcquisitionCampaign string          `json:"acquisition_campaign"`
+	AcquisitionClass    string          `json:"acquisition_class"`
+	LeadChannel         string          `json:"lead_channel"`
+	LeadCampaign        string          `json:"lead_campaign"`
+	LeadClass           string          `json:"lead_class"`
 	Stage               string          `json:"stage"`
 	Orders              uint32          `json:"orders"`
 	Revenue             float64         `json:"revenue"`
@@ -92,10 +96,10 @@ func LookupCustomer(ctx context.Context, conn store.Conn, id string, key []byte,
 	}
 	keys.Close()
 	var churned uint8
-	err = conn.QueryRow(ctx, `SELECT crm_contact_id, segment, country, acquisition_channel, acquisition_campaign, stage, orders, revenue,
-  order_channels, channels, campaigns, churned, first_seen, last_seen
+	err = conn.QueryRow(ctx, `SELECT crm_contact_id, segment, country, acquisition_channel, acquisition_campaign, acquisition_class,
+  lead_channel, lead_campaign, lead_class, stage, orders, revenue, order_channels, channels, campaigns, churned, first_seen, last_seen
 FROM customers FINAL WHERE customer_id = ? AND merged_into = ''`, c.CustomerID).Scan(&c.CRMContactID, &c.Segment, &c.Country,
-		&c.AcquisitionChannel, &c.AcquisitionCampaign, &c.Stage, &c.Orders, &c.Revenue, &c.OrderChannels, &c.Channels, &c.Campaigns,
+		&c.AcquisitionChannel, &c.AcquisitionCampaign, &c.AcquisitionClass, &c.LeadChannel, &c.LeadCampaign, &c.LeadClass, &c.Stage, &c.Orders, &c.Revenue, &c.OrderChannels, &c.Channels, &c.Campaigns,
 		&churned, &c.FirstSeen, &c.LastSeen)
 	if err != nil {
 		return c, fmt.Errorf("360 of %s: %w", c.CustomerID, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/identity"
 )
 
@@ -46,7 +47,8 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 		fmt.Fprintf(w, "crm contact\t%s\n", c.CRMContactID)
 		fmt.Fprintf(w, "segment / country\t%s / %s\n", c.Segment, c.Country)
 		fmt.Fprintf(w, "first / last seen\t%s / %s\n", c.FirstSeen.Format("2006-01-02 15:04"), c.LastSeen.Format("2006-01-02 15:04"))
-		fmt.Fprintf(w, "acquisition\t%s (campaign %s)\n", c.AcquisitionChannel, c.AcquisitionCampaign)
+		fmt.Fprintf(w, "lead credited to\t%s\n", credited(c.LeadChannel, c.LeadClass, c.LeadCampaign))
+		fmt.Fprintf(w, "first order credited to\t%s\n", credited(c.AcquisitionChannel, c.AcquisitionClass, c.AcquisitionCampaign))
 		fmt.Fprintf(w, "funnel stage\t%s\n", c.Stage)
 		fmt.Fprintf(w, "orders / revenue\t%d / %.2f\n", c.Orders, c.Revenue)
 		fmt.Fprintf(w, "order channels\t%v\n", c.OrderChannels)
@@ -63,4 +65,12 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 		}
 		return w.Flush()
 	}}}
+}
+
+// credited says which touch a conversion is credited to, or why none.
+func credited(channel, class, campaign string) string {
+	if channel == "" {
+		return catalog.Unattributed + " (no campaign touch in the lookback, or no such conversion yet)"
+	}
+	return fmt.Sprintf("%s (%s, campaign %s)", channel, class, campaign)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
@@ -79,20 +80,28 @@ func TestKPIsQueryByDimension(t *testing.T) {
 			t.Errorf("ratio series %s has no denominator in JSON", s.Value)
 		}
 	}
-	// Lifetime spend 280 over 3 first-time buyers; paid_search 140 / Alice; paid_social 80 / Bob;
-	// Carol has no campaign touch (unknown, no spend); display spent but won nobody: no value.
-	want := map[string]float64{"": 280.0 / 3, "paid_search": 140, "paid_social": 80, "unknown": 0}
+	// Lifetime paid spend 360 (paid_search 150 as corrected + 40 + 30, paid_social 80,
+	// display 60) over the 2 customers whose first order is credited to a
+	// paid channel: Alice (paid_search) and Bob (paid_social). Carol (no touch
+	// in the lookback), Frank (email) and Grace (organic) are not paid-acquired;
+	// display spent but won nobody: no value.
+	want := map[string]float64{"": 360.0 / 2, "paid_search": 220, "paid_social": 80}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("cac[%q] = %v (present %v), want %v", k, g, ok, v)
 		}
 	}
-	if _, ok := got["display"]; ok || res.Window != "lifetime" {
-		t.Errorf("display has a value or window %q: %s", res.Window, out)
+	for _, none := range []string{"display", "email", "organic_search", catalog.Unattributed} {
+		if _, ok := got[none]; ok {
+			t.Errorf("cac has a value for %s: %s", none, out)
+		}
+	}
+	if res.Window != "lifetime" {
+		t.Errorf("window %q: %s", res.Window, out)
 	}
 
 	code, out, _ = runCLI(t, env, "kpis", "query", "revenue", "--window", "lifetime")
-	if code != 0 || !strings.Contains(out, "(total)") || !strings.Contains(out, "590.0000") {
+	if code != 0 || !strings.Contains(out, "(total)") || !strings.Contains(out, "680.0000") {
 		t.Errorf("table output (exit %d):\n%s", code, out)
 	}
 	code, _, errOut = runCLI(t, env, "kpis", "query", "revenue", "--by", "planet")
@@ -117,7 +126,8 @@ func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &c); err != nil {
 			t.Fatal(err)
 		}
-		if c.CustomerID != "crm:C1" || len(c.Keys) != 3 || c.Orders != 2 || c.Revenue != 150 || c.AcquisitionChannel != "paid_search" || c.Stage != "opportunity" {
+		if c.CustomerID != "crm:C1" || len(c.Keys) != 3 || c.Orders != 2 || c.Revenue != 150 || c.AcquisitionChannel != "paid_search" || c.Stage != "opportunity" ||
+			c.AcquisitionClass != "paid" || c.LeadChannel != "paid_search" || c.LeadCampaign != "c_search" {
 			t.Errorf("customer %q: %+v", id, c)
 		}
 		if len(c.Timeline) != 14 || c.Timeline[0].OccurredAt.After(c.Timeline[len(c.Timeline)-1].OccurredAt) {
@@ -125,6 +135,9 @@ func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
 		}
 		if strings.Contains(out, "alice@example.com") {
 			t.Errorf("raw email in output")
+		}
+		if _, out, _ := runCLI(t, env, "customer", id); !strings.Contains(out, "first order credited to  paid_search (paid, campaign c_search)") {
+			t.Errorf("customer %q table does not say which touch the first order is credited to:\n%s", id, out)
 		}
 	}
 	code, _, errOut := runCLI(t, env, "customer", "nobody@example.com")
