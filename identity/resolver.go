@@ -55,7 +55,7 @@ type Resolver struct {
 	// and the channel classes the customer 360 computes. When they differ
 	// from those the stored customers were computed with, the next update
 	// recomputes every customer.
-	Settings catalog.Settings
+	Settings       catalog.Settings
 	storedSettings string // fingerprint the customers table was computed with
 	// FullRebuildAbove: when more customers than this changed, the customers
 	// table is recomputed whole instead of by id list. Either way every row

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
