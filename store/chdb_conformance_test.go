@@ -10,8 +10,6 @@ package store_test
 //	CHDB_LIB_PATH=$(scripts/chdb.sh) go test -tags chdb ./store/
 
 import (
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,43 +24,13 @@ import (
 
 func chdbQuery(t *testing.T, s *chdb.Session, sql string) string {
 	t.Helper()
-	res, err := s.Query(sql, "TSV")
-	if err != nil {
-		t.Fatalf("chDB: %v\nSQL:\n%s", err, sql)
-	}
-	defer res.Free()
-	if err := res.Error(); err != nil {
-		t.Fatalf("chDB: %v\nSQL:\n%s", err, sql)
-	}
-	return strings.TrimSpace(res.String())
+	return chdbtest.Query(t, s, sql)
 }
 
 func TestChDBConformance(t *testing.T) {
-	if os.Getenv("CHDB_LIB_PATH") == "" {
-		t.Fatal("CHDB_LIB_PATH is not set: run `make test` or CHDB_LIB_PATH=$(scripts/chdb.sh) go test -tags chdb ./store/")
-	}
-	s, err := chdb.NewSession(t.TempDir())
-	if err != nil {
-		t.Fatalf("chDB session: %v", err)
-	}
-	defer s.Close()
+	s := chdbtest.Session(t, "conformance")
 	t.Logf("chDB version %s", chdbQuery(t, s, "SELECT version()"))
-
-	chdbQuery(t, s, "CREATE DATABASE IF NOT EXISTS conformance")
-	chdbQuery(t, s, "USE conformance")
-	ms, err := store.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		for i, stmt := range m.Statements {
-			t.Run(m.Name, func(t *testing.T) {
-				if _, err := s.Query(stmt, "TSV"); err != nil {
-					t.Fatalf("statement %d of %s fails on current ClickHouse: %v", i+1, m.Name, err)
-				}
-			})
-		}
-	}
+	chdbtest.Migrate(t, s)
 	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs", "resolved_events", "customer_merges", "resolve_staging"} {
 		if got := chdbQuery(t, s, "SELECT count() FROM system.tables WHERE database = 'conformance' AND name = '"+table+"'"); got != "1" {
 			t.Errorf("table %s not created on current ClickHouse", table)
