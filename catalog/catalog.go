@@ -47,7 +47,12 @@ type KPI struct {
 	Refresh   Duration `yaml:"refresh"`
 	Timeout   Duration `yaml:"timeout"`
 	Audience  []string `yaml:"audience"`
-	Type      Type     `yaml:"type"`
+	// Goal is the shared goal the KPI serves, which groups it on the
+	// scorecards: growth, efficiency, customer or data_trust (default:
+	// data_trust for team it, growth otherwise).
+	Goal  string `yaml:"goal"`
+	Alert Alert  `yaml:"alert"`
+	Type  Type   `yaml:"type"`
 
 	Measure     *Measure `yaml:"measure"`     // type simple
 	Numerator   *Measure `yaml:"numerator"`   // type ratio
@@ -78,6 +83,21 @@ func (k KPI) Settings() Settings {
 	}
 	return *k.settings
 }
+
+// Alert tunes the alerts generated for a KPI (dashboards/generated/alerts.yaml).
+type Alert struct {
+	// OffTargetFor is how long the KPI must stay on the wrong side of its
+	// target before KPIOffTarget fires (default 1h).
+	OffTargetFor Duration `yaml:"off_target_for"`
+	// Regression is the relative change for the worse against a week ago
+	// that fires KPIRegression: 0.2 (the default) is 20 % worse.
+	Regression *float64 `yaml:"regression"`
+	// Disabled generates no KPI alerts (staleness is still reported).
+	Disabled bool `yaml:"disabled"`
+}
+
+// Goals are the shared goals KPIs are grouped by on the scorecards.
+func Goals() []string { return []string{"growth", "efficiency", "customer", "data_trust"} }
 
 // Owner is the team accountable for a KPI and how to reach it.
 type Owner struct {
@@ -400,12 +420,27 @@ func (c *Catalog) recordLines(doc *yaml.Node) {
 
 // Defaults applied to fields a KPI leaves out.
 const (
-	DefaultMaxSeries = 100
+	DefaultOffTargetFor = Duration(time.Hour)
+	DefaultRegression   = 0.2
+	DefaultMaxSeries    = 100
 	DefaultRefresh   = Duration(5 * time.Minute)
 	DefaultTimeout   = Duration(30 * time.Second)
 )
 
 func (k *KPI) applyDefaults() {
+	if k.Goal == "" {
+		k.Goal = "growth"
+		if k.Owner.Team == "it" {
+			k.Goal = "data_trust"
+		}
+	}
+	if k.Alert.OffTargetFor == 0 {
+		k.Alert.OffTargetFor = DefaultOffTargetFor
+	}
+	if k.Alert.Regression == nil {
+		r := DefaultRegression
+		k.Alert.Regression = &r
+	}
 	if k.MaxSeries == 0 {
 		k.MaxSeries = DefaultMaxSeries
 	}

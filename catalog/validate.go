@@ -96,6 +96,15 @@ func (c *Catalog) Validate() error {
 				fail("audience", "unknown audience %q (want %s)", a, strings.Join(Audiences, ", "))
 			}
 		}
+		if !slices.Contains(Goals(), k.Goal) {
+			fail("goal", "must be one of %s, got %q", strings.Join(Goals(), ", "), k.Goal)
+		}
+		if d := time.Duration(k.Alert.OffTargetFor); d < time.Minute || d > 30*24*time.Hour {
+			fail("alert.off_target_for", "want a duration from 1m to 720h, got %s", d)
+		}
+		if r := *k.Alert.Regression; !(r > 0 && r <= 10) {
+			fail("alert.regression", "want a relative change above 0 and at most 10 (0.2 = 20 %% worse than a week ago), got %v", r)
+		}
 		seenDim := map[string]bool{}
 		for _, d := range k.Dimensions {
 			if !nameRe.MatchString(d) || seenDim[d] {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -105,7 +106,7 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 		tasks = append(tasks, task{role, run})
 	}
 	if opts.Web != nil {
-		tasks = append(tasks, task{"web", p.serve})
+		tasks = append(tasks, task{"web", p.serve}, task{"readiness", p.watchReadiness})
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(tasks))
@@ -151,6 +152,36 @@ func (p *process) gatherer() prometheus.Gatherer {
 		return p.reg
 	}
 	return exporter.Join(p.reg, p.kpis)
+}
+
+// watchReadiness keeps kpibridge_ready current (every 10 s), so alerts see
+// what /-/ready answers without a scrape running a check.
+func (p *process) watchReadiness(ctx context.Context) error {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kpibridge_ready",
+		Help: "1 when this process is ready (what /-/ready answers 200 for), 0 otherwise; checked every 10 s."})
+	if err := p.reg.Register(g); err != nil {
+		return err
+	}
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		check, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.ready(check)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			g.Set(0)
+		} else {
+			g.Set(1)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // ready: ClickHouse answers and, with the export role, a first snapshot exists.

@@ -29,6 +29,8 @@ all)
 	need kcat kcat
 	need promtool prometheus
 	need prometheus prometheus
+	need amtool prometheus-alertmanager
+	need prometheus-alertmanager prometheus-alertmanager
 	need make make
 	need git git
 	need npm npm

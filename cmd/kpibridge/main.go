@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	actions := map[string]action{}
 	for _, register := range []func(*kingpin.Application, *app) []registered{
 		registerKPIs,
+		registerDashboards,
 		registerCustomer,
 		registerDLQ,
 	} {
