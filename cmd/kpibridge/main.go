@@ -78,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	for _, register := range []func(*kingpin.Application, *app) []registered{
 		registerKPIs,
 		registerDashboards,
+		registerHealthcheck,
 		registerCustomer,
 		registerDLQ,
 	} {

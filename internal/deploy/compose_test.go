@@ -2,7 +2,9 @@ package deploy_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
@@ -21,7 +23,7 @@ func TestComposeFileIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	for _, svc := range []string{"kafka", "clickhouse", "migrate", "ingest", "kpis", "prometheus"} {
+	for _, svc := range []string{"kafka", "clickhouse", "migrate", "ingest", "kpis", "prometheus", "alertmanager", "grafana"} {
 		if _, err := p.GetService(svc); err != nil {
 			t.Errorf("service %s: %v", svc, err)
 		}
@@ -29,6 +31,40 @@ func TestComposeFileIsValid(t *testing.T) {
 	kpis, _ := p.GetService("kpis")
 	if got := kpis.Environment["KPIBRIDGE_CLICKHOUSE_DSN"]; got == nil || *got != "clickhouse://kpibridge:x@clickhouse:9000/kpibridge" {
 		t.Errorf("kpis DSN = %v", got)
+	}
+	// Every file or folder mounted from the repository exists in it.
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	mounts := 0
+	for _, svc := range p.Services {
+		for _, v := range svc.Volumes {
+			if v.Type != "bind" {
+				continue
+			}
+			mounts++
+			rel, err := filepath.Rel(root, v.Source)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				t.Errorf("service %s mounts %s from outside the repository", svc.Name, v.Source)
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("service %s mounts %s, which is not in the repository: %v", svc.Name, rel, err)
+			}
+		}
+	}
+	if mounts < 6 {
+		t.Errorf("%d files mounted from the repository, want the rules, alerts, alertmanager.yml and Grafana provisioning", mounts)
+	}
+	// The kpibridge services report healthy only when /-/ready does.
+	for _, name := range []string{"ingest", "kpis"} {
+		svc, _ := p.GetService(name)
+		if svc.HealthCheck == nil || !strings.Contains(strings.Join(svc.HealthCheck.Test, " "), "/-/ready") {
+			t.Errorf("service %s has no healthcheck on /-/ready: %+v", name, svc.HealthCheck)
+		}
+	}
+	// Grafana gets the ClickHouse plugin the customer 360 needs.
+	grafana, _ := p.GetService("grafana")
+	if got := grafana.Environment["GF_INSTALL_PLUGINS"]; got == nil || !strings.Contains(*got, "grafana-clickhouse-datasource") {
+		t.Errorf("grafana installs plugins %v, want grafana-clickhouse-datasource", got)
 	}
 }
 
