@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -34,6 +36,13 @@ type Options struct {
 	TrickleRate    int // live events per second; 0 turns the trickle off
 	Web            *web.FlagConfig
 	Version        string
+	// Prometheus starts Debian's prometheus and prometheus-alertmanager
+	// with the rules and routes generated from the catalog, on
+	// PrometheusListen and AlertmanagerListen, with their data under Dir.
+	Prometheus         bool
+	PrometheusListen   string
+	AlertmanagerListen string
+	Dir                string
 }
 
 // Run starts everything, prints where to look, and stops it all when ctx ends.
@@ -99,14 +108,35 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 	if host != "" && host[0] == ':' {
 		host = "127.0.0.1" + host
 	}
+	var mon *monitoring
+	if o.Prometheus {
+		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+			return err
+		}
+		if mon, err = startMonitoring(ctx, cfg, o.Dir, host, o.PrometheusListen, o.AlertmanagerListen); err != nil {
+			cancel()
+			<-done
+			return err
+		}
+		defer mon.stop()
+	}
 	fmt.Fprintf(out, `
 kpibridge demo is running:
   landing page     http://%[1]s/
   metrics          http://%[1]s/metrics
   Kafka (embedded) %[2]s            try: kcat -b %[2]s -L
   ClickHouse       %[3]s
-Ctrl-C stops everything the demo started.
 `, host, b.Addr(), target.Redacted())
+	if mon != nil {
+		fmt.Fprintf(out, `  Prometheus       http://%[1]s/alerts   (rules generated from the catalog into %[3]s; demo KPIs alert after %[4]s off target)
+  Alertmanager     http://%[2]s/         (routes by team, wins to "celebrate")
+  Grafana          not packaged for Debian: import dashboards/grafana/*.json into a Grafana 10+ with a Prometheus
+                   datasource (uid prometheus) at http://%[1]s — see docs/DASHBOARDS.md
+`, o.PrometheusListen, o.AlertmanagerListen, filepath.Join(o.Dir, "dashboards"), DemoAlertFor)
+	} else {
+		fmt.Fprintf(out, "  alerts           run `kpibridge demo --prometheus` for Prometheus and Alertmanager with the generated rules\n")
+	}
+	fmt.Fprintf(out, "Ctrl-C stops everything the demo started.\n")
 
 	var tr *trickle
 	if o.TrickleRate > 0 {

@@ -3,9 +3,11 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -33,8 +35,14 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func TestDemoRunsAndServesKPIs(t *testing.T) {
 	target := testenv.ClickHouse(t)
 	webAddr := testenv.FreeAddr(t)
+	_, perr := exec.LookPath("prometheus")
+	testenv.Require(t, perr == nil, "prometheus (Debian package prometheus)")
+	_, aerr := exec.LookPath("prometheus-alertmanager")
+	testenv.Require(t, aerr == nil, "prometheus-alertmanager (Debian package prometheus-alertmanager)")
+	promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	opts := demo.Options{BrokerListen: testenv.FreeAddr(t), ClickHouseDSN: target.DSN, Customers: 200, Days: 20, Seed: 7, TrickleRate: 10,
-		Web: testenv.WebFlags(webAddr), Version: "test"}
+		Web: testenv.WebFlags(webAddr), Version: "test",
+		Prometheus: true, PrometheusListen: promAddr, AlertmanagerListen: amAddr, Dir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &syncBuffer{}
@@ -63,10 +71,40 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 	if !strings.Contains(metrics, `kpibridge_kpi_value{`) {
 		t.Fatalf("no KPI values scraped within 90s; demo said:\n%s", out)
 	}
-	for _, want := range []string{"landing page", "http://" + webAddr + "/metrics", "back-filled", target.Redacted()} {
+	for _, want := range []string{"landing page", "http://" + webAddr + "/metrics", "back-filled", target.Redacted(),
+		"http://" + promAddr + "/alerts", "http://" + amAddr + "/", "import dashboards/grafana/*.json"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	// Prometheus loads the generated rules and evaluates them against the
+	// demo's KPIs: some alert is pending or firing within a minute.
+	var alerts struct {
+		Data struct {
+			Alerts []struct {
+				Labels map[string]string
+				State  string
+			}
+		}
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for len(alerts.Data.Alerts) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Second)
+		if res, err := http.Get("http://" + promAddr + "/api/v1/alerts"); err == nil {
+			_ = json.NewDecoder(res.Body).Decode(&alerts)
+			res.Body.Close()
+		}
+	}
+	if len(alerts.Data.Alerts) == 0 {
+		t.Errorf("no alert pending or firing in the demo's Prometheus after a minute")
+	}
+	for _, a := range alerts.Data.Alerts {
+		if a.Labels["severity"] == "" || a.Labels["team"] == "" {
+			t.Errorf("alert %v lacks severity or team", a.Labels)
+		}
+	}
+	if res, err := http.Get("http://" + amAddr + "/-/ready"); err != nil || res.StatusCode != 200 {
+		t.Errorf("the demo's Alertmanager is not ready: %v", err)
 	}
 	cancel()
 	select {

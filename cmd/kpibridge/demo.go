@@ -20,6 +20,10 @@ func registerDemo(k *kingpin.Application, a *app) (string, action) {
 	days := cmd.Flag("days", "Days of back-filled history, ending yesterday.").Default("90").Int()
 	seed := cmd.Flag("seed", "Seed of the generated history.").Default("42").Int64()
 	trickle := cmd.Flag("trickle", "Live events per second after the back-fill (0: none).").Default("20").Int()
+	prom := cmd.Flag("prometheus", "Also start Debian's prometheus and prometheus-alertmanager with the rules and routes generated from the catalog.").Bool()
+	promListen := cmd.Flag("prometheus.listen", "Address of the demo's Prometheus (with --prometheus).").Default("127.0.0.1:9090").String()
+	amListen := cmd.Flag("alertmanager.listen", "Address of the demo's Alertmanager (with --prometheus).").Default("127.0.0.1:9093").String()
+	monDir := cmd.Flag("prometheus.dir", "Where the demo's Prometheus and Alertmanager keep their configuration, data and logs.").Default(".run/demo/monitoring").String()
 	webFlags := kingpinflag.AddFlags(cmd, exporter.DefaultListenAddress)
 	return cmd.FullCommand(), func(ctx context.Context) error {
 		cfg, err := a.config()
@@ -29,6 +33,7 @@ func registerDemo(k *kingpin.Application, a *app) (string, action) {
 		return demo.Run(ctx, cfg, demo.Options{
 			BrokerListen: *brokerListen, ClickHouseDSN: a.clickhouse, ClickHouseDir: *chDir, ClickHousePort: *chPort,
 			Customers: *customers, Days: *days, Seed: *seed, TrickleRate: *trickle, Web: webFlags, Version: buildVersion,
+			Prometheus: *prom, PrometheusListen: *promListen, AlertmanagerListen: *amListen, Dir: *monDir,
 		}, a.stdout, a.logger())
 	}
 }
