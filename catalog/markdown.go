@@ -47,7 +47,12 @@ func Markdown(c *Catalog) string {
 		if len(k.Dimensions) > 0 {
 			fmt.Fprintf(&b, "- **Dimensions:** %s (at most %d series)\n", strings.Join(k.Dimensions, ", "), k.MaxSeries)
 		}
-		fmt.Fprintf(&b, "- **Audience:** %s\n", strings.Join(k.Audience, ", "))
+		fmt.Fprintf(&b, "- **Audience:** %s; **goal:** %s\n", strings.Join(k.Audience, ", "), strings.ReplaceAll(k.Goal, "_", " "))
+		if k.Alert.Disabled {
+			b.WriteString("- **Alerts:** none\n")
+		} else {
+			fmt.Fprintf(&b, "- **Alerts:** off target for %s; %s worse than a week ago\n", fmtDuration(k.Alert.OffTargetFor), strconv.FormatFloat(100**k.Alert.Regression, 'f', -1, 64)+" %")
+		}
 		switch k.Type {
 		case TypeSimple:
 			fmt.Fprintf(&b, "- **Computation:** %s\n", measureWords(k.Measure))
