@@ -423,8 +423,8 @@ const (
 	DefaultOffTargetFor = Duration(time.Hour)
 	DefaultRegression   = 0.2
 	DefaultMaxSeries    = 100
-	DefaultRefresh   = Duration(5 * time.Minute)
-	DefaultTimeout   = Duration(30 * time.Second)
+	DefaultRefresh      = Duration(5 * time.Minute)
+	DefaultTimeout      = Duration(30 * time.Second)
 )
 
 func (k *KPI) applyDefaults() {

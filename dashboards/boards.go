@@ -192,17 +192,16 @@ func ops(cat *catalog.Catalog, cfg Config) board {
 		{Kind: kindTimeseries, Title: "Consumer lag by topic", Question: "How far behind is ingest? (max over the group: every member reports the whole group)",
 			Queries: []query{{Expr: recLag, Legend: "{{topic}}"}}, Unit: "short", Span: 12, Height: 7},
 		{Kind: kindTimeseries, Title: "Dead letters by reason", Question: "Which producer mistakes send messages to the dead-letter queue?",
-			Queries: []query{{Expr: "sum by (topic, reason) (rate(kpibridge_ingest_dead_letters_total[$__rate_interval]))", Legend: "{{topic}} {{reason}}"}}, Unit: "reqps", Span: 12, Height: 7,
-			EmptyOK: "only once a message was dead-lettered"},
+			Queries: []query{{Expr: "sum by (topic, reason) (rate(kpibridge_ingest_dead_letters_total[$__rate_interval]))", Legend: "{{topic}} {{reason}}"}}, Unit: "reqps", Span: 12, Height: 7},
 		{Kind: kindTimeseries, Title: "ClickHouse insert latency (p99)", Question: "How long do inserts into ClickHouse take?",
 			Queries: []query{{Expr: "histogram_quantile(0.99, sum by (le, table) (rate(kpibridge_ingest_insert_duration_seconds_bucket[$__rate_interval])))", Legend: "{{table}}"}}, Unit: "s", Span: 12, Height: 7},
 		{Kind: kindTimeseries, Title: "Retries and failed inserts", Question: "Is ingest retrying writes (ClickHouse or Kafka trouble)?",
 			Queries: []query{{Expr: "sum by (target) (rate(kpibridge_ingest_retries_total[$__rate_interval]))", Legend: "retries {{target}}"},
 				{Expr: "sum by (table) (rate(kpibridge_ingest_insert_errors_total[$__rate_interval]))", Legend: "failed inserts {{table}}"}},
-			Unit: "reqps", Span: 12, Height: 7, EmptyOK: "only once a write failed and was retried"},
+			Unit: "reqps", Span: 12, Height: 7},
 		{Kind: kindStat, Title: "Processes ready", Question: "Are all kpibridge processes up and ready?",
 			Queries: []query{{Expr: "sum(kpibridge_ready)", Legend: "ready"}, {Expr: fmt.Sprintf("count(up{job=%q})", cfg.Job), Legend: "scraped"}},
-			Unit: "short", Span: 12, Height: 7},
+			Unit:    "short", Span: 12, Height: 7},
 	}}
 	trust := row{Title: "Data trust"}
 	for _, k := range cat.KPIs {
@@ -241,8 +240,9 @@ func ops(cat *catalog.Catalog, cfg Config) board {
 const resolveCustomer = `(SELECT customer_id FROM identity_map FINAL WHERE identifier IN (${customer:sqlstring}, concat('crm:', ${customer:sqlstring}), concat('anon:', ${customer:sqlstring})))`
 
 // customerRows reads resolved_events of the customer, merged ids included.
-const customerRows = `resolved_events WHERE customer_key IN (SELECT cityHash64(customer_id) FROM identity_map FINAL WHERE customer_id IN ` + resolveCustomer + `)
-  OR customer_key IN (SELECT former_key FROM customer_merges FINAL WHERE customer_id IN ` + resolveCustomer + `)`
+// The condition is parenthesised so that a panel may append AND clauses.
+const customerRows = `resolved_events WHERE (customer_key IN (SELECT cityHash64(customer_id) FROM identity_map FINAL WHERE customer_id IN ` + resolveCustomer + `)
+  OR customer_key IN (SELECT former_key FROM customer_merges FINAL WHERE customer_id IN ` + resolveCustomer + `))`
 
 // customer is the customer 360 from ClickHouse.
 func customer(cfg Config) board {

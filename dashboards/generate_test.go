@@ -112,7 +112,7 @@ func TestNewKPIAppearsEverywhere(t *testing.T) {
 		}
 	}
 	alerts := string(files[dashboards.FileAlerts])
-	for _, want := range []string{`kpibridge_kpi_value{kpi="webinar_signups", channel=""} < on(kpi) group_left() kpibridge_kpi_target`,
+	for _, want := range []string{`kpibridge_kpi_value{kpi="webinar_signups", channel=""} < kpibridge_kpi_target`,
 		"for: 2h", `kpibridge:kpi_value:change_1w{kpi="webinar_signups"} < -0.5`} {
 		if !strings.Contains(alerts, want) {
 			t.Errorf("alerts.yaml lacks %q for the new KPI", want)

@@ -87,13 +87,17 @@ func Rules(cat *catalog.Catalog) ruleFile {
 			{Record: recChange30d, Expr: change("30d")},
 			// Target attainment, whichever way is good: 1 is on target, above
 			// 1 better than target.
-			{Record: recAttainment, Expr: fmt.Sprintf(`(%[1]s / on(kpi) group_left() kpibridge_kpi_target and on(kpi) kpibridge_kpi_info{direction="higher_is_better"})
+			// Value and target of a KPI's total carry the same labels, so
+			// they match one to one, also with several exporting processes.
+			{Record: recAttainment, Expr: fmt.Sprintf(`(%[1]s / kpibridge_kpi_target and on(kpi) kpibridge_kpi_info{direction="higher_is_better"})
 or
-(kpibridge_kpi_target / on(kpi) group_right() %[1]s and on(kpi) kpibridge_kpi_info{direction="lower_is_better"})`, value)},
+(kpibridge_kpi_target / %[1]s and on(kpi) kpibridge_kpi_info{direction="lower_is_better"})`, value)},
 		}},
 		{Name: "kpibridge.pipeline.rules", Rules: []rule{
-			// Every ingest process reports the whole group's lag: max, never sum.
-			{Record: recLag, Expr: "max by (topic) (kpibridge_ingest_consumer_lag_messages)"},
+			// Every ingest process reports the whole group's lag per
+			// partition: max per partition, never sum across processes,
+			// then the topic's partitions added up.
+			{Record: recLag, Expr: "sum by (topic) (max by (topic, partition) (kpibridge_ingest_consumer_lag_messages))"},
 			{Record: recDeadLetters, Expr: "sum by (topic) (rate(kpibridge_ingest_dead_letters_total[15m])) / sum by (topic) (rate(kpibridge_ingest_messages_total[15m]))"},
 		}},
 	}}
@@ -108,11 +112,10 @@ func Alerts(cat *catalog.Catalog, cfg Config) ruleFile {
 		if k.Alert.Disabled || k.Target == nil {
 			continue
 		}
-		worse, better := "<", ">="
+		worse := "<"
 		if k.Direction == catalog.LowerIsBetter {
-			worse, better = ">", "<="
+			worse = ">"
 		}
-		_ = better
 		link := cfg.GrafanaURL + "/d/" + dashboardFor(k)
 		annotations := func(summary string) map[string]string {
 			return map[string]string{
@@ -127,18 +130,18 @@ func Alerts(cat *catalog.Catalog, cfg Config) ruleFile {
 		target := fmtNumber(*k.Target)
 		kpiRules = append(kpiRules, rule{
 			Alert: "KPIOffTarget",
-			Expr:  fmt.Sprintf("%s %s on(kpi) group_left() kpibridge_kpi_target", total("kpibridge_kpi_value", k), worse),
+			Expr:  fmt.Sprintf("%s %s kpibridge_kpi_target", total("kpibridge_kpi_value", k), worse),
 			For:   promDuration(time.Duration(k.Alert.OffTargetFor)), Labels: labels("warning"),
-			Annotations: annotations(fmt.Sprintf("%s is {{ $value | humanize }} %s, off its target of %s (%s) for %s.",
-				k.Title, unitWord(k.Unit), target, strings.ReplaceAll(string(k.Direction), "_", " "), promDuration(time.Duration(k.Alert.OffTargetFor)))),
+			Annotations: annotations(fmt.Sprintf("%s is %s, off its target of %s (%s) for %s.",
+				k.Title, valueText(k.Unit), target, strings.ReplaceAll(string(k.Direction), "_", " "), promDuration(time.Duration(k.Alert.OffTargetFor)))),
 		})
 		if k.Warning != nil {
 			kpiRules = append(kpiRules, rule{
 				Alert: "KPIPastWarning",
-				Expr:  fmt.Sprintf("%s %s on(kpi) group_left() kpibridge_kpi_warning", total("kpibridge_kpi_value", k), worse),
+				Expr:  fmt.Sprintf("%s %s kpibridge_kpi_warning", total("kpibridge_kpi_value", k), worse),
 				For:   promDuration(time.Duration(k.Alert.OffTargetFor)), Labels: labels("critical"),
-				Annotations: annotations(fmt.Sprintf("%s is {{ $value | humanize }} %s, past its warning threshold of %s (target %s).",
-					k.Title, unitWord(k.Unit), fmtNumber(*k.Warning), target)),
+				Annotations: annotations(fmt.Sprintf("%s is %s, past its warning threshold of %s (target %s).",
+					k.Title, valueText(k.Unit), fmtNumber(*k.Warning), target)),
 			})
 		}
 		r := *k.Alert.Regression
@@ -163,7 +166,7 @@ func Alerts(cat *catalog.Catalog, cfg Config) ruleFile {
 				"dashboard":   cfg.GrafanaURL + "/d/" + uidOps,
 			}},
 		rule{Alert: "KPITargetReached",
-			Expr: fmt.Sprintf("%[1]s >= 1 and on(kpi) min_over_time(%[1]s[%[2]s]) < 1", recAttainment, promDuration(time.Duration(cfg.WinWindow))),
+			Expr:   fmt.Sprintf("%[1]s >= 1 and on(kpi) min_over_time(%[1]s[%[2]s]) < 1", recAttainment, promDuration(time.Duration(cfg.WinWindow))),
 			Labels: map[string]string{"severity": "info", "kind": "win"},
 			Annotations: map[string]string{
 				"summary":     "Win: KPI {{ $labels.kpi }} ({{ $labels.team }}) reached its target.",
@@ -224,6 +227,20 @@ func dashboardFor(k catalog.KPI) string {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func fmtNumber(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// valueText is how an alert summary shows a KPI's $value: humanized, ratios
+// as plain numbers (humanize would show 0.55 as 550m), then the unit word if
+// the unit has one.
+func valueText(u catalog.Unit) string {
+	v := "{{ $value | humanize }}"
+	if u == catalog.UnitRatio {
+		v = `{{ $value | printf "%.4g" }}`
+	}
+	if w := unitWord(u); w != "" {
+		v += " " + w
+	}
+	return v
+}
 
 func unitWord(u catalog.Unit) string {
 	switch u {

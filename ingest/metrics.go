@@ -83,6 +83,13 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 			m.DeadLetters.WithLabelValues(t, string(r))
 		}
 	}
+	// Failure counters start at 0, so dashboards show "no failures", not "no data".
+	for _, target := range []string{"clickhouse", "kafka"} {
+		m.Retries.WithLabelValues(target)
+	}
+	for _, table := range []string{"events", "dead_letters", "duplicates"} {
+		m.InsertErrors.WithLabelValues(table)
+	}
 	if reg != nil {
 		reg.MustRegister(m.Messages, m.DeadLetters, m.DLQWrites, m.BatchRows, m.InsertDuration, m.InsertErrors,
 			m.Retries, m.Commits, m.CommitErrors, m.LastEventTime, m.LastIngestTime, m.ConsumerLag)

@@ -2,16 +2,11 @@ package pipeline_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -70,8 +65,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 // export → the real Prometheus server, and finds the transform's values in
 // Prometheus's query API.
 func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
-	promBin, err := exec.LookPath("prometheus")
-	testenv.Require(t, err == nil, "prometheus (Debian package prometheus)")
 	target, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
 	brokerAddr := testenv.Broker(t, 3)
@@ -123,27 +116,7 @@ func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
 		t.Fatalf("transform computed %v orders from %d generated events", want, sum.Valid)
 	}
 
-	dir := t.TempDir()
-	promAddr := testenv.FreeAddr(t)
-	promCfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(promCfg, []byte(fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: kpibridge\n    static_configs: [{targets: [%q]}]\n", exporterAddr)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	prom := exec.Command(promBin, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr, "--log.level=warn")
-	promLog, _ := os.Create(filepath.Join(dir, "prometheus.log"))
-	prom.Stdout, prom.Stderr = promLog, promLog
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = prom.Process.Kill()
-		_, _ = prom.Process.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(promLog.Name())
-			t.Logf("prometheus log:\n%s", b)
-		}
-	})
+	promAddr := testenv.StartPrometheus(t, exporterAddr)
 
 	var got float64
 	waitFor(t, 60*time.Second, "Prometheus to have scraped kpibridge_kpi_value{kpi=\"orders\"}", func() bool {
@@ -175,23 +148,9 @@ func diff(a, b float64) float64 {
 // promQuery returns the single value of an instant query.
 func promQuery(t *testing.T, addr, q string) (float64, bool) {
 	t.Helper()
-	res, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
-	if err != nil {
+	res, err := testenv.PromQuery(context.Background(), addr, q)
+	if err != nil || len(res) != 1 {
 		return 0, false
 	}
-	defer res.Body.Close()
-	var body struct {
-		Status string
-		Data   struct {
-			Result []struct {
-				Value [2]any
-			}
-		}
-	}
-	if err := json.NewDecoder(res.Body).Decode(&body); err != nil || body.Status != "success" || len(body.Data.Result) != 1 {
-		return 0, false
-	}
-	s, _ := body.Data.Result[0].Value[1].(string)
-	v, err := strconv.ParseFloat(s, 64)
-	return v, err == nil
+	return res[0].Value, true
 }
