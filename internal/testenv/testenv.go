@@ -1,7 +1,8 @@
 // Package testenv gives integration tests the real components the test script
-// started: a ClickHouse server (KPIBRIDGE_TEST_CLICKHOUSE_DSN) and, in process,
-// an embedded Kafka-protocol broker. Outside CI a test whose component is not
-// configured skips with a message saying how to run it; in CI (CI=true) it fails.
+// started: a ClickHouse server (KPIBRIDGE_TEST_CLICKHOUSE_DSN), in process an
+// embedded Kafka-protocol broker, and Debian's Prometheus started per test.
+// Outside CI a test whose component is not configured skips with a message
+// saying how to run it; in CI (CI=true) it fails.
 package testenv
 
 import (
