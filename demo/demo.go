@@ -1,7 +1,8 @@
 // Package demo runs the whole kpibridge pipeline on one machine for a first
 // look: the embedded broker, a private ClickHouse server (or a given one),
-// migrations, back-filled generated history, a live trickle of events, and
-// every role with /metrics and the landing page.
+// migrations, generated history back-filled up to now, the simulated
+// company going on live (time-compressed), and every role with /metrics and
+// the landing page.
 package demo
 
 import (
@@ -10,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -33,9 +36,11 @@ type Options struct {
 	Customers      int
 	Days           int
 	Seed           int64
-	TrickleRate    int // live events per second; 0 turns the trickle off
-	Web            *web.FlagConfig
-	Version        string
+	// Speed is how much faster than real time the simulation continues
+	// after the back-fill (the live stream); 0 turns it off.
+	Speed   float64
+	Web     *web.FlagConfig
+	Version string
 	// Prometheus starts Debian's prometheus and prometheus-alertmanager
 	// with the rules and routes generated from the catalog, on
 	// PrometheusListen and AlertmanagerListen, with their data under Dir.
@@ -71,30 +76,47 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 		return err
 	}
 
+	// The simulation runs to a few days past now: the days up to now are
+	// back-filled, the rest is the live stream (two hours of it at the
+	// default speed; a week of simulated future at most, so that the
+	// simulated company's life does not stretch far past its history).
+	cut := time.Now().UTC().Truncate(time.Second)
+	future := 0
+	if o.Speed > 0 {
+		future = min(int(math.Ceil(o.Speed*2/24))+1, 7)
+	}
 	gcfg := generate.DefaultConfig()
-	gcfg.Seed, gcfg.Customers, gcfg.Days = o.Seed, o.Customers, o.Days
-	gcfg.End = time.Now().UTC().AddDate(0, 0, -1)
+	gcfg.Seed, gcfg.Customers, gcfg.Days = o.Seed, o.Customers, o.Days+future
+	gcfg.End = cut.AddDate(0, 0, future)
 	gcfg.ReportingCurrency, gcfg.Rates = base.Events.ReportingCurrency, base.Events.CurrencyRates
-	sink, err := generate.NewKafkaSink(generate.KafkaConfig{Brokers: []string{b.Addr()}})
+	ksink, err := generate.NewKafkaSink(generate.KafkaConfig{Brokers: []string{b.Addr()}})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "back-filling %d days of history for %d customers…\n", o.Days, o.Customers)
-	sum, err := generate.Run(ctx, gcfg, sink, out)
+	sink := newSplitSink(cut, ksink)
+	fmt.Fprintf(out, "back-filling %d days of history up to now for %d customers…\n", o.Days, o.Customers)
+	_, err = generate.Run(ctx, gcfg, sink, out)
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("back-fill: %w", err)
 	}
-	fmt.Fprintf(out, "back-filled %d messages (%d valid events, %d invalid, %d duplicates)\n", sum.Total, sum.Valid, invalid(sum), sum.Duplicates)
+	backfilled := int64(len(sink.valid))
+	fmt.Fprintf(out, "back-filled %d valid events up to %s; %d more messages of the simulated future wait for the live stream\n",
+		backfilled, cut.Format(time.RFC3339), len(sink.held))
 
 	cfg := base
 	cfg.Kafka.Brokers = []string{b.Addr()}
 	cfg.ClickHouse.DSN = dsn
+	// The demo refreshes faster than production so the live stream shows.
+	if cfg.Transform.MaxRefresh == 0 {
+		cfg.Transform.MaxRefresh = DemoRefresh
+	}
+	cfg.Transform.IdentityInterval = min(cfg.Transform.IdentityInterval, 10*time.Second)
 	popts := pipeline.Options{Logger: logger, Getenv: func(string) string { return "" }, Version: o.Version}
 	// Ingest the back-fill first, so the KPIs' first evaluation sees all of it.
-	if err := ingestBackfill(ctx, cfg, popts, target, sum.Valid, out); err != nil {
+	if err := ingestBackfill(ctx, cfg, popts, target, backfilled, out); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -120,13 +142,18 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 		}
 		defer mon.stop()
 	}
+	var dlqs []string
+	for _, t := range cfg.Kafka.Topics {
+		dlqs = append(dlqs, t+cfg.Ingest.DLQ.Suffix)
+	}
 	fmt.Fprintf(out, `
 kpibridge demo is running:
-  landing page     http://%[1]s/
+  landing page     http://%[1]s/   (KPIs refresh every %[5]s in the demo; the live stream runs %[6]g× real time)
   metrics          http://%[1]s/metrics
   Kafka (embedded) %[2]s            try: kcat -b %[2]s -L
   ClickHouse       %[3]s
-`, host, b.Addr(), target.Redacted())
+  dead letters     topics %[4]s    try: kpibridge dlq list --brokers %[2]s --topic %[7]s
+`, host, b.Addr(), target.Redacted(), strings.Join(dlqs, ", "), DemoRefresh, o.Speed, dlqs[0])
 	if mon != nil {
 		fmt.Fprintf(out, `  Prometheus       http://%[1]s/alerts   (rules generated from the catalog into %[3]s; demo KPIs alert after %[4]s off target)
   Alertmanager     http://%[2]s/         (routes by team, wins to "celebrate")
@@ -136,12 +163,18 @@ kpibridge demo is running:
 	} else {
 		fmt.Fprintf(out, "  alerts           run `kpibridge demo --prometheus` for Prometheus and Alertmanager with the generated rules\n")
 	}
+	fmt.Fprintf(out, `Next, in another shell:
+  export KPIBRIDGE_CLICKHOUSE_DSN=%[1]s
+  kpibridge kpis list
+  kpibridge kpis query cac --by channel
+  kpibridge customer %[2]s
+`, target.Redacted(), sampleCustomer(ctx, target))
 	fmt.Fprintf(out, "Ctrl-C stops everything the demo started.\n")
 
-	var tr *trickle
-	if o.TrickleRate > 0 {
-		tr = newTrickle([]string{b.Addr()}, o.Seed)
-		defer tr.close()
+	var lv *live
+	if o.Speed > 0 {
+		lv = newLive([]string{b.Addr()}, sink.held, time.Now(), o.Speed)
+		defer lv.close()
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -152,11 +185,17 @@ kpibridge demo is running:
 				return err
 			}
 			return nil
-		case <-tick.C:
-			if tr != nil {
-				if err := tr.tick(ctx, o.TrickleRate); err != nil && ctx.Err() == nil {
-					logger.Warn("live trickle could not send; retrying next second", "err", err)
-				}
+		case now := <-tick.C:
+			if lv == nil {
+				continue
+			}
+			if _, err := lv.tick(ctx, now); err != nil && ctx.Err() == nil {
+				logger.Warn("live stream could not send; retrying next second", "err", err)
+			}
+			if lv.left() == 0 {
+				fmt.Fprintf(out, "the live stream has sent the whole simulated future (%d messages); KPIs stay as they are now — restart the demo for more\n", len(sink.held))
+				lv.close()
+				lv = nil
 			}
 		case <-ctx.Done():
 			return <-done
@@ -164,12 +203,21 @@ kpibridge demo is running:
 	}
 }
 
-func invalid(s generate.Summary) int64 {
-	var n int64
-	for _, v := range s.Invalid {
-		n += v
+// DemoRefresh caps every KPI's refresh in the demo (production: the catalog's, 5m by default).
+const DemoRefresh = 30 * time.Second
+
+// sampleCustomer is a CRM contact with orders, for the banner's example.
+func sampleCustomer(ctx context.Context, target store.Target) string {
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		return "<crm contact id>"
 	}
-	return n
+	defer conn.Close()
+	var id string
+	if err := conn.QueryRow(ctx, "SELECT any(crm_contact_id) FROM events WHERE type = 'order.placed' AND crm_contact_id != ''").Scan(&id); err != nil || id == "" {
+		return "<crm contact id>"
+	}
+	return id
 }
 
 // ingestBackfill runs the ingest role until every back-filled event is stored.

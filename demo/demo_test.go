@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +43,9 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 	_, aerr := exec.LookPath("prometheus-alertmanager")
 	testenv.Require(t, aerr == nil, "prometheus-alertmanager (Debian package prometheus-alertmanager)")
 	promAddr, amAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
-	opts := demo.Options{BrokerListen: testenv.FreeAddr(t), ClickHouseDSN: target.DSN, Customers: 200, Days: 20, Seed: 7, TrickleRate: 10,
+	// 720× real time: a simulated day every two minutes, so the test sees
+	// the live stream add most of a day to the 30-day KPIs.
+	opts := demo.Options{BrokerListen: testenv.FreeAddr(t), ClickHouseDSN: target.DSN, Customers: 300, Days: 30, Seed: 7, Speed: 720,
 		Web: testenv.WebFlags(webAddr), Version: "test",
 		Prometheus: true, PrometheusListen: promAddr, AlertmanagerListen: amAddr, Dir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -48,7 +53,9 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- demo.Run(ctx, config.Default(), opts, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		cfg := config.Default()
+		cfg.Transform.MaxRefresh = 10 * time.Second
+		done <- demo.Run(ctx, cfg, opts, out, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 
 	var metrics string
@@ -72,7 +79,8 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 		t.Fatalf("no KPI values scraped within 90s; demo said:\n%s", out)
 	}
 	for _, want := range []string{"landing page", "http://" + webAddr + "/metrics", "back-filled", target.Redacted(),
-		"http://" + promAddr + "/alerts", "http://" + amAddr + "/", "import dashboards/grafana/*.json"} {
+		"http://" + promAddr + "/alerts", "http://" + amAddr + "/", "import dashboards/grafana/*.json",
+		"export KPIBRIDGE_CLICKHOUSE_DSN=" + target.Redacted(), "topics crm.events.dlq, campaign.events.dlq", "kpibridge customer cnt_"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -106,6 +114,40 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 	if res, err := http.Get("http://" + amAddr + "/-/ready"); err != nil || res.StatusCode != 200 {
 		t.Errorf("the demo's Alertmanager is not ready: %v", err)
 	}
+
+	// The live stream continues the back-filled company: over most of a
+	// simulated day, the main KPIs drift within a band of their back-filled
+	// values rather than jump, and data stays fresh (history ends now).
+	const band = 0.35
+	main := []string{"orders", "revenue", "aov", "active_customers", "leads", "marketing_spend", "new_customers"}
+	first := kpiTotals(t, webAddr)
+	for _, k := range main {
+		if first[k] <= 0 {
+			t.Fatalf("back-filled %s = %v, want a value (demo said:\n%s)", k, first[k], out)
+		}
+	}
+	if f, ok := first["data_freshness"]; !ok || f > 3600 {
+		t.Errorf("data_freshness = %v s after the back-fill, want under an hour (history ends now)", f)
+	}
+	moved := false
+	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Second) {
+		now := kpiTotals(t, webAddr)
+		for _, k := range main {
+			v, ok := now[k]
+			if !ok {
+				continue
+			}
+			if v != first[k] {
+				moved = true
+			}
+			if math.Abs(v-first[k]) > band*first[k] {
+				t.Errorf("%s jumped from %v to %v with the live stream (more than %.0f %%)", k, first[k], v, 100*band)
+			}
+		}
+	}
+	if !moved {
+		t.Errorf("no main KPI moved in 60 s of live stream: %v", first)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -115,4 +157,38 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("demo did not stop within 60s of Ctrl-C")
 	}
+}
+
+var labelRe = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// kpiTotals reads every KPI's total from the exporter's /metrics.
+func kpiTotals(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "kpibridge_kpi_value{") {
+			continue
+		}
+		i := strings.LastIndexByte(line, '}')
+		kpi, total := "", true
+		for _, m := range labelRe.FindAllStringSubmatch(line[:i], -1) {
+			switch m[1] {
+			case "kpi":
+				kpi = m[2]
+			case "team":
+			default:
+				total = total && m[2] == ""
+			}
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(line[i+1:]), 64); err == nil && total {
+			out[kpi] = v
+		}
+	}
+	return out
 }

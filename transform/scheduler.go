@@ -22,6 +22,10 @@ type Config struct {
 	IdentityInterval time.Duration `yaml:"identity_interval"`
 	// Concurrency is how many KPIs are evaluated at once.
 	Concurrency int `yaml:"concurrency"`
+	// MaxRefresh, when set, caps every KPI's refresh interval (and its
+	// timeout): the demo uses it to show a live stream within seconds
+	// rather than at the catalog's pace.
+	MaxRefresh time.Duration `yaml:"max_refresh"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -37,6 +41,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency < 1 || c.Concurrency > 32 {
 		errs = append(errs, fmt.Errorf("transform.concurrency: must be between 1 and 32, got %d", c.Concurrency))
+	}
+	if c.MaxRefresh != 0 && c.MaxRefresh < 10*time.Second {
+		errs = append(errs, fmt.Errorf("transform.max_refresh: must be 0 (off) or at least 10s, got %s", c.MaxRefresh))
 	}
 	return errors.Join(errs...)
 }
@@ -243,8 +250,17 @@ func WriteResult(ctx context.Context, conn store.Conn, r Result) error {
 
 // LoadCatalog loads the configured catalog, or the embedded default.
 func LoadCatalog(cfg Config) (*catalog.Catalog, error) {
-	if cfg.CatalogFile == "" {
-		return catalog.Default()
+	c, err := catalog.Default()
+	if cfg.CatalogFile != "" {
+		c, err = catalog.Load(cfg.CatalogFile)
 	}
-	return catalog.Load(cfg.CatalogFile)
+	if err != nil || cfg.MaxRefresh == 0 {
+		return c, err
+	}
+	limit := catalog.Duration(cfg.MaxRefresh)
+	for i := range c.KPIs {
+		c.KPIs[i].Refresh = min(c.KPIs[i].Refresh, limit)
+		c.KPIs[i].Timeout = min(c.KPIs[i].Timeout, c.KPIs[i].Refresh)
+	}
+	return c, nil
 }
