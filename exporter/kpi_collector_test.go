@@ -238,14 +238,14 @@ func TestLiveScrapePassesPromtool(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
-	// The landing page lists every KPI with its status.
+	// The same server's landing page lists every KPI with its status (TestLandingPage checks the cells).
 	res, err = http.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	page, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	for _, want := range []string{`id="cac"`, "Customer acquisition cost", "on target", "600.00", `id="churn_rate"`, "failing: timeout"} {
+	for _, want := range []string{`id="cac"`, "Customer acquisition cost", "on track", "EUR 120.00", `id="churn_rate"`, "failing: timeout"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("landing page lacks %q", want)
 		}

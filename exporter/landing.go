@@ -2,12 +2,11 @@ package exporter
 
 import (
 	"html/template"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/display"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
@@ -30,7 +29,7 @@ small{color:#555}
 <td><b>{{.Title}}</b> <small>({{.Name}}, {{.Window}})</small><br><small>{{.Description}}</small>{{if .DocsLink}} <a href="{{.DocsLink}}">definition</a>{{end}}</td>
 <td>{{.Team}}<br><small>{{.Contact}}</small></td>
 <td class="num">{{.Value}}</td><td class="num">{{.Target}}</td>
-<td class="{{.StatusClass}}">{{.Status}}</td><td>{{.Freshness}}</td>
+<td class="{{.StatusClass}}">{{.Status}}</td><td{{if .ComputedAt}} title="{{.ComputedAt}}"{{end}}>{{.Freshness}}</td>
 </tr>
 {{end}}</table>
 {{else}}<p class="muted">The export role does not run in this process: no KPIs here.</p>{{end}}
@@ -40,6 +39,7 @@ small{color:#555}
 type landingRow struct {
 	Name, Title, Description, Window, Team, Contact, DocsLink string
 	Value, Target, Status, StatusClass, Freshness             string
+	ComputedAt                                                string // RFC 3339, UTC
 }
 
 func landingPage(o HandlerOptions) http.Handler {
@@ -73,12 +73,10 @@ func landingPage(o HandlerOptions) http.Handler {
 
 func row(k catalog.KPI, at time.Time, res transform.Result, lastErr error, now time.Time, o HandlerOptions) landingRow {
 	r := landingRow{Name: k.Name, Title: k.Title, Description: k.Description, Window: k.Window.String(),
-		Team: k.Owner.Team, Contact: k.Owner.Contact, Value: "—", Target: "—", Status: "no value yet", StatusClass: "muted", Freshness: "never computed"}
+		Team: k.Owner.Team, Contact: k.Owner.Contact, Value: display.Missing, Target: display.Target(k, currency(o)),
+		Status: "no value yet", StatusClass: "muted", Freshness: "never computed"}
 	if o.DocsURL != "" {
 		r.DocsLink = o.DocsURL + "#" + k.Name
-	}
-	if k.Target != nil {
-		r.Target = format(*k.Target, k.Unit)
 	}
 	if at.IsZero() {
 		if lastErr != nil {
@@ -87,7 +85,7 @@ func row(k catalog.KPI, at time.Time, res transform.Result, lastErr error, now t
 		return r
 	}
 	age := now.Sub(at)
-	r.Freshness = age.Round(time.Second).String() + " ago"
+	r.Freshness, r.ComputedAt = computed(at, now), at.UTC().Format(time.RFC3339)
 	if age > time.Duration(o.Staleness)*time.Duration(k.Refresh) {
 		r.Status, r.StatusClass = "stale", "bad"
 		return r
@@ -97,44 +95,31 @@ func row(k catalog.KPI, at time.Time, res transform.Result, lastErr error, now t
 		r.Status = "no value (no data or zero denominator)"
 		return r
 	}
-	r.Value = format(total.Result, k.Unit)
-	r.Status, r.StatusClass = Status(k, total.Result)
+	r.Value = display.Value(total.Result, k, currency(o))
+	r.Status, r.StatusClass = display.Status(k, total.Result)
 	if lastErr != nil {
 		r.Status += "; last run failed"
 	}
 	return r
 }
 
-// Status says where a value stands against the KPI's target and warning.
-func Status(k catalog.KPI, v float64) (text, class string) {
-	if k.Target == nil {
-		return "no target", "muted"
+// DefaultCurrency is the landing page's reporting currency when
+// HandlerOptions.Currency is empty (the default of events.reporting_currency).
+const DefaultCurrency = "EUR"
+
+func currency(o HandlerOptions) string {
+	if o.Currency == "" {
+		return DefaultCurrency
 	}
-	better := func(a, b float64) bool {
-		if k.Direction == catalog.HigherIsBetter {
-			return a >= b
-		}
-		return a <= b
-	}
-	switch {
-	case better(v, *k.Target):
-		return "on target", "ok"
-	case k.Warning != nil && better(v, *k.Warning):
-		return "below target", "warn"
-	}
-	return "off target", "bad"
+	return o.Currency
 }
 
-func format(v float64, u catalog.Unit) string {
-	switch u {
-	case catalog.UnitPercent:
-		return strconv.FormatFloat(v, 'f', 2, 64) + " %"
-	case catalog.UnitRatio:
-		return strconv.FormatFloat(v, 'f', 3, 64)
-	case catalog.UnitCount:
-		return strconv.FormatFloat(math.Round(v), 'f', 0, 64)
-	case catalog.UnitSeconds:
-		return (time.Duration(v) * time.Second).String()
+// computed says when a value was computed, in UTC, and how long ago:
+// "computed 12:04:05 UTC, 20 s ago" (with the date when it is not today's).
+func computed(at, now time.Time) string {
+	at, layout := at.UTC(), "15:04:05"
+	if at.Format(time.DateOnly) != now.UTC().Format(time.DateOnly) {
+		layout = time.DateTime
 	}
-	return strconv.FormatFloat(v, 'f', 2, 64)
+	return "computed " + at.Format(layout) + " UTC, " + display.Duration(now.Sub(at).Round(time.Second)) + " ago"
 }

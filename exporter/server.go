@@ -32,7 +32,10 @@ type HandlerOptions struct {
 	Version   string
 	Staleness int
 	DocsURL   string // base of KPI definition links, e.g. a docs/KPIS.md URL
-	Logger    *slog.Logger
+	// Currency is the reporting currency the landing page shows amounts in
+	// (events.reporting_currency; default DefaultCurrency).
+	Currency string
+	Logger   *slog.Logger
 	// Now is the landing page's clock (default time.Now).
 	Now func() time.Time
 }

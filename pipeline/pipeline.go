@@ -142,6 +142,7 @@ func (p *process) serve(ctx context.Context) error {
 	h := exporter.NewHandler(exporter.HandlerOptions{
 		Gatherer: p.gatherer(), Catalog: p.catalog, Snapshots: p.snapshots, Ready: p.ready, Roles: p.opts.Roles,
 		Version: p.opts.Version, Staleness: p.cfg.Export.StaleAfterRefreshes, DocsURL: p.cfg.Export.DocsURL, Logger: log,
+		Currency: p.cfg.Events.ReportingCurrency,
 	})
 	return exporter.Serve(ctx, h, p.opts.Web, log)
 }

@@ -92,10 +92,17 @@ func open(ctx context.Context, t Target, database string) (Conn, error) {
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {
 		_ = conn.Close()
+		var ex *clickhouse.Exception
+		if errors.As(err, &ex) && ex.Code == codeUnknownDatabase {
+			return nil, fmt.Errorf("ClickHouse %s answers, but database %s does not exist: run `kpibridge migrate` (with the same --clickhouse) to create it and its tables", t.Redacted(), database)
+		}
 		return nil, fmt.Errorf("ClickHouse %s (database %s) does not answer: %w", t.Redacted(), database, err)
 	}
 	return conn, nil
 }
+
+// codeUnknownDatabase is ClickHouse's error code for a database that does not exist.
+const codeUnknownDatabase = 81
 
 // CreateDatabase creates the target's database if it does not exist yet.
 func CreateDatabase(ctx context.Context, t Target) error {

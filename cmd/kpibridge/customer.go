@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/display"
 	"github.com/kpibridge/kpibridge/identity"
 )
 
@@ -42,19 +46,7 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 			return enc.Encode(c)
 		}
 		w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(w, "customer\t%s\n", c.CustomerID)
-		fmt.Fprintf(w, "identity keys\t%v\n", c.Keys)
-		fmt.Fprintf(w, "crm contact\t%s\n", c.CRMContactID)
-		fmt.Fprintf(w, "segment / country\t%s / %s\n", c.Segment, c.Country)
-		fmt.Fprintf(w, "first / last seen\t%s / %s\n", c.FirstSeen.Format("2006-01-02 15:04"), c.LastSeen.Format("2006-01-02 15:04"))
-		fmt.Fprintf(w, "lead credited to\t%s\n", credited(c.LeadChannel, c.LeadClass, c.LeadCampaign))
-		fmt.Fprintf(w, "first order credited to\t%s\n", credited(c.AcquisitionChannel, c.AcquisitionClass, c.AcquisitionCampaign))
-		fmt.Fprintf(w, "funnel stage\t%s\n", c.Stage)
-		fmt.Fprintf(w, "orders / revenue\t%d / %.2f\n", c.Orders, c.Revenue)
-		fmt.Fprintf(w, "order channels\t%v\n", c.OrderChannels)
-		fmt.Fprintf(w, "channels touched\t%v\n", c.Channels)
-		fmt.Fprintf(w, "campaigns touched\t%v\n", c.Campaigns)
-		fmt.Fprintf(w, "churned\t%v\n", c.Churned)
+		printCustomer(w, c, cfg.Events.ReportingCurrency)
 		if err := w.Flush(); err != nil {
 			return err
 		}
@@ -65,6 +57,42 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 		}
 		return w.Flush()
 	}}}
+}
+
+// printCustomer writes the customer's 360, one attribute a line; attributes
+// with no value are left out.
+func printCustomer(w io.Writer, c identity.Customer, currency string) {
+	line := func(label, value string) {
+		if value != "" {
+			fmt.Fprintf(w, "%s\t%s\n", label, value)
+		}
+	}
+	seen := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	line("customer", c.CustomerID)
+	line("identity keys", strings.Join(c.Keys, ", "))
+	line("crm contact", c.CRMContactID)
+	line("segment", c.Segment)
+	line("country", c.Country)
+	line("first seen", seen(c.FirstSeen))
+	line("last seen", seen(c.LastSeen))
+	line("lead credited to", credited(c.LeadChannel, c.LeadClass, c.LeadCampaign))
+	line("first order credited to", credited(c.AcquisitionChannel, c.AcquisitionClass, c.AcquisitionCampaign))
+	line("funnel stage", c.Stage)
+	line("orders", display.Count(float64(c.Orders)))
+	line("revenue", display.Currency(c.Revenue, currency))
+	line("order channels", strings.Join(c.OrderChannels, ", "))
+	line("channels touched", strings.Join(c.Channels, ", "))
+	line("campaigns touched", strings.Join(c.Campaigns, ", "))
+	churned := "no"
+	if c.Churned {
+		churned = "yes"
+	}
+	line("churned", churned)
 }
 
 // credited says which touch a conversion is credited to, or why none.

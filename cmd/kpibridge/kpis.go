@@ -12,21 +12,25 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/config"
+	"github.com/kpibridge/kpibridge/display"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
 func registerKPIs(k *kingpin.Application, a *app) []registered {
 	kpis := k.Command("kpis", "Inspect the KPI catalog and compute KPIs on demand.")
 	catalogFile := kpis.Flag("catalog", "KPI catalog file (default transform.catalog_file, else the embedded default).").String()
-	load := func() (*catalog.Catalog, error) {
+	// load reads the configuration and the catalog it names (or --catalog).
+	load := func() (*catalog.Catalog, config.Config, error) {
 		cfg, err := a.config()
 		if err != nil {
-			return nil, err
+			return nil, cfg, err
 		}
 		if *catalogFile != "" {
 			cfg.Transform.CatalogFile = *catalogFile
 		}
-		return transform.LoadCatalog(cfg.Transform)
+		c, err := transform.LoadCatalog(cfg.Transform)
+		return c, cfg, err
 	}
 
 	list := kpis.Command("list", "List every KPI with its owner, unit, window, target and dimensions.")
@@ -46,11 +50,11 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 
 	return []registered{
 		{list.FullCommand(), func(ctx context.Context) error {
-			c, err := load()
+			c, cfg, err := load()
 			if err != nil {
 				return err
 			}
-			return printCatalog(a.stdout, c, *listFormat)
+			return printCatalog(a.stdout, c, *listFormat, cfg.Events.ReportingCurrency)
 		}},
 		{check.FullCommand(), func(ctx context.Context) error {
 			c, err := catalog.Load(*checkFile)
@@ -61,14 +65,7 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 			return nil
 		}},
 		{query.FullCommand(), func(ctx context.Context) error {
-			cfg, err := a.config()
-			if err != nil {
-				return err
-			}
-			if *catalogFile != "" {
-				cfg.Transform.CatalogFile = *catalogFile
-			}
-			c, err := transform.LoadCatalog(cfg.Transform)
+			c, cfg, err := load()
 			if err != nil {
 				return err
 			}
@@ -93,10 +90,10 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 						*name, when, stored.Format(time.RFC3339))
 				}
 			}
-			return printResult(a.stdout, k, res, *format)
+			return printResult(a.stdout, k, res, *format, cfg.Events.ReportingCurrency)
 		}},
 		{docs.FullCommand(), func(ctx context.Context) error {
-			c, err := load()
+			c, _, err := load()
 			if err != nil {
 				return err
 			}
@@ -106,7 +103,8 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 	}
 }
 
-func printCatalog(w io.Writer, c *catalog.Catalog, format string) error {
+// printCatalog lists the catalog; targets read in the reporting currency.
+func printCatalog(w io.Writer, c *catalog.Catalog, format, currency string) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -115,20 +113,15 @@ func printCatalog(w io.Writer, c *catalog.Catalog, format string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tOWNER\tUNIT\tWINDOW\tTARGET\tDIRECTION\tDIMENSIONS\tAUDIENCE")
 	for _, k := range c.KPIs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Type, k.Owner.Team, k.Unit, k.Window, num(k.Target),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.Type, k.Owner.Team, k.Unit, k.Window, display.Target(k, currency),
 			strings.TrimSuffix(string(k.Direction), "_is_better"), strings.Join(k.Dimensions, ","), strings.Join(k.Audience, ","))
 	}
 	return tw.Flush()
 }
 
-func num(f *float64) string {
-	if f == nil {
-		return "-"
-	}
-	return fmt.Sprintf("%g", *f)
-}
-
-func printResult(w io.Writer, k catalog.KPI, r transform.Result, format string) error {
+// printResult prints one computed KPI: values in the reporting currency, the
+// target and status on the total only.
+func printResult(w io.Writer, k catalog.KPI, r transform.Result, format, currency string) error {
 	if format == "json" {
 		type series struct {
 			Dimension   string   `json:"dimension,omitempty"`
@@ -157,24 +150,29 @@ func printResult(w io.Writer, k catalog.KPI, r transform.Result, format string) 
 		enc.SetIndent("", "  ")
 		return enc.Encode(out)
 	}
-	fmt.Fprintf(w, "%s — %s (%s, window %s: %s to %s)\n", k.Name, k.Title, k.Unit, r.Window,
-		r.WindowStart.Format(time.RFC3339), r.WindowEnd.Format(time.RFC3339))
+	unit := string(k.Unit)
+	if k.Unit == catalog.UnitCurrency {
+		unit += " " + currency
+	}
+	fmt.Fprintf(w, "%s — %s (%s, window %s: %s to %s), computed at %s\n", k.Name, k.Title, unit, r.Window,
+		r.WindowStart.UTC().Format(time.RFC3339), r.WindowEnd.UTC().Format(time.RFC3339), r.ComputedAt.UTC().Format(time.RFC3339))
 	if len(r.Series) == 0 {
 		fmt.Fprintln(w, "no value (no data in the window, or a zero denominator)")
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DIMENSION\tVALUE\tRESULT\tNUMERATOR\tDENOMINATOR\tTARGET")
+	fmt.Fprintln(tw, "DIMENSION\tVALUE\tRESULT\tNUMERATOR\tDENOMINATOR\tTARGET\tSTATUS")
 	for _, s := range r.Series {
-		dim, val := s.Dimension, s.Value
+		dim, val, target, status := s.Dimension, s.Value, "", ""
 		if dim == "" {
-			dim, val = "(total)", ""
+			dim, val, target = "(total)", "", display.Target(k, currency)
+			status, _ = display.Status(k, s.Result)
 		}
 		n, d := "", ""
 		if s.HasParts {
-			n, d = fmt.Sprintf("%.4g", s.Numerator), fmt.Sprintf("%.4g", s.Denominator)
+			n, d = display.Part(s.Numerator, k.Numerator), display.Part(s.Denominator, k.Denominator)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.4f\t%s\t%s\t%s\n", dim, val, s.Result, n, d, num(k.Target))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dim, val, display.Value(s.Result, k, currency), n, d, target, status)
 	}
 	return tw.Flush()
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,9 +102,18 @@ func TestKPIsQueryByDimension(t *testing.T) {
 		t.Errorf("window %q: %s", res.Window, out)
 	}
 
+	// The table: values in the reporting currency, parts as counts or
+	// amounts, target and status on the total row only.
+	code, out, _ = runCLI(t, env, "kpis", "query", "cac", "--by", "channel", "--window", "lifetime")
+	rows := tableRows(out)
+	if code != 0 || !strings.Contains(out, "computed at ") ||
+		!slices.Equal(rows["(total)"], []string{"EUR 180.00", "360", "2", "EUR 600.00", "on track"}) ||
+		!slices.Equal(rows["paid_search"], []string{"EUR 220.00", "220", "1"}) {
+		t.Errorf("table output (exit %d), rows %q:\n%s", code, rows, out)
+	}
 	code, out, _ = runCLI(t, env, "kpis", "query", "revenue", "--window", "lifetime")
-	if code != 0 || !strings.Contains(out, "(total)") || !strings.Contains(out, "680.0000") {
-		t.Errorf("table output (exit %d):\n%s", code, out)
+	if rows := tableRows(out); code != 0 || !slices.Equal(rows["(total)"], []string{"EUR 680.00", "EUR 1,000,000", "off track"}) {
+		t.Errorf("table output (exit %d), rows %q:\n%s", code, rows, out)
 	}
 	code, _, errOut = runCLI(t, env, "kpis", "query", "revenue", "--by", "planet")
 	if code != 1 || !strings.Contains(errOut, "no dimensions") {
@@ -112,6 +123,24 @@ func TestKPIsQueryByDimension(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, `no KPI named "nope"`) {
 		t.Errorf("unknown KPI: exit %d, %s", code, errOut)
 	}
+}
+
+// tableRows maps the first cell of each row of kpis query's table to the
+// cells after the dimension and its value (two or more spaces apart).
+func tableRows(out string) map[string][]string {
+	rows := map[string][]string{}
+	cell := regexp.MustCompile(`\s{2,}`)
+	for _, line := range strings.Split(out, "\n") {
+		cells := cell.Split(strings.TrimSpace(line), -1)
+		switch {
+		case len(cells) < 2:
+		case cells[0] == "(total)":
+			rows[cells[0]] = cells[1:]
+		case cells[0] != "DIMENSION":
+			rows[cells[1]] = cells[2:]
+		}
+	}
+	return rows
 }
 
 func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
@@ -136,8 +165,12 @@ func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
 		if strings.Contains(out, "alice@example.com") {
 			t.Errorf("raw email in output")
 		}
-		if _, out, _ := runCLI(t, env, "customer", id); !strings.Contains(out, "first order credited to  paid_search (paid, campaign c_search)") {
+		_, out, _ = runCLI(t, env, "customer", id)
+		if !strings.Contains(out, "first order credited to  paid_search (paid, campaign c_search)") {
 			t.Errorf("customer %q table does not say which touch the first order is credited to:\n%s", id, out)
+		}
+		if !regexp.MustCompile(`\nrevenue +EUR 150\.00\n`).MatchString(out) {
+			t.Errorf("customer %q table does not show revenue EUR 150.00:\n%s", id, out)
 		}
 	}
 	code, _, errOut := runCLI(t, env, "customer", "nobody@example.com")
@@ -146,9 +179,27 @@ func TestCustomerByEmailShowsMergedIdentity(t *testing.T) {
 	}
 }
 
+// The customer table leaves out attributes without a value instead of
+// printing empty ones.
+func TestPrintCustomerOmitsEmptyAttributes(t *testing.T) {
+	var b strings.Builder
+	printCustomer(&b, identity.Customer{CustomerID: "anon:a9", Keys: []string{"anon:a9"}, Country: "DE", Orders: 1, Revenue: 72260.4}, "EUR")
+	want := "customer\tanon:a9\n" +
+		"identity keys\tanon:a9\n" +
+		"country\tDE\n" +
+		"lead credited to\t(none) (no campaign touch in the lookback, or no such conversion yet)\n" +
+		"first order credited to\t(none) (no campaign touch in the lookback, or no such conversion yet)\n" +
+		"orders\t1\n" +
+		"revenue\tEUR 72,260\n" +
+		"churned\tno\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
 func TestKPIsListAndCheck(t *testing.T) {
 	code, out, _ := runCLI(t, nil, "kpis", "list")
-	if code != 0 || !strings.Contains(out, "martech_spend_share") || !strings.Contains(out, "3.24") {
+	if code != 0 || !strings.Contains(out, "martech_spend_share") || !strings.Contains(out, "3.24 %") || !strings.Contains(out, "EUR 150,000") {
 		t.Errorf("kpis list: exit %d\n%s", code, out)
 	}
 	code, out, _ = runCLI(t, nil, "kpis", "check", filepath.Join("..", "..", "catalog", "testdata", "good_full.yaml"))

@@ -156,7 +156,11 @@ func (a *app) openStore(ctx context.Context, cfg config.Config) (store.Conn, err
 	if err != nil {
 		return nil, err
 	}
-	return store.Open(ctx, target)
+	conn, err := store.Open(ctx, target)
+	if err != nil && a.clickhouse == "" && a.getenv("KPIBRIDGE_CLICKHOUSE_DSN") == "" && a.configFile == "" {
+		return nil, fmt.Errorf("%w\nno ClickHouse was given, so the default was tried: pass --clickhouse clickhouse://host:port/database, or set KPIBRIDGE_CLICKHOUSE_DSN (or clickhouse.dsn in --config.file)", err)
+	}
+	return conn, err
 }
 
 func (a *app) logger() *slog.Logger {
