@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kpibridge/kpibridge/events"
+	"github.com/kpibridge/kpibridge/internal/lograte"
 )
 
 // Source is a consumer-group member: kafka-go's *kafka.Reader with a GroupID.
@@ -54,15 +55,17 @@ type Decoder interface {
 // batch is being stored, the next one fills up and then waits, and so does
 // the Kafka reader behind it.
 type Ingester struct {
-	cfg    Config
-	src    Source
-	w      Writer
-	dlq    Publisher // nil when the DLQ topics are disabled
-	dec    Decoder
-	m      *Metrics
-	log    *slog.Logger
-	seen   *seenSet             // used by the fetching stage only
-	newest map[string]time.Time // newest stored occurred_at by source; storing stage only
+	cfg  Config
+	src  Source
+	w    Writer
+	dlq  Publisher // nil when the DLQ topics are disabled
+	dec  Decoder
+	m    *Metrics
+	log  *slog.Logger
+	seen *seenSet // used by the fetching stage only
+	// fetchLog writes a failing fetch once a minute, with a count.
+	fetchLog *lograte.Limiter
+	newest   map[string]time.Time // newest stored occurred_at by source; storing stage only
 }
 
 // New wires an Ingester. dlq may be nil (DLQ topics disabled).
@@ -73,7 +76,8 @@ func New(cfg Config, src Source, w Writer, dlq Publisher, dec Decoder, m *Metric
 	if src == nil || w == nil || dec == nil || m == nil || logger == nil {
 		return nil, errors.New("ingest.New: source, writer, decoder, metrics and logger are required")
 	}
-	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), newest: map[string]time.Time{}}, nil
+	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), newest: map[string]time.Time{},
+		fetchLog: lograte.New(logger, time.Minute)}, nil
 }
 
 // partitionSpan is what a batch holds of one partition.
@@ -214,7 +218,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 				continue
 			}
 			fetchErrs++
-			in.log.Error("fetch from Kafka failed; retrying", "err", err, "attempt", fetchErrs)
+			in.fetchLog.Log(slog.LevelError, "fetch", "fetch from Kafka failed; retrying", "err", err, "attempt", fetchErrs)
 			if !sleep(ctx, in.backoff(fetchErrs)) {
 				break
 			}

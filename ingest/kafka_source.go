@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kpibridge/kpibridge/internal/lograte"
 )
 
 // NewKafkaSource returns a consumer-group member over topics. Offsets are
@@ -18,6 +20,7 @@ import (
 // at 250 ms a busy broker answering a dozen partitions at once missed it,
 // which showed as "i/o timeout" warnings and reconnects on every start.
 func NewKafkaSource(brokers, topics []string, groupID string, logger *slog.Logger) *kafka.Reader {
+	lim := lograte.New(logger, time.Minute)
 	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:                brokers,
 		GroupID:                groupID,
@@ -35,6 +38,10 @@ func NewKafkaSource(brokers, topics []string, groupID string, logger *slog.Logge
 		JoinGroupBackoff:       2 * time.Second,
 		WatchPartitionChanges:  true,
 		PartitionWatchInterval: 10 * time.Second,
-		ErrorLogger:            kafka.LoggerFunc(func(msg string, args ...any) { logger.Warn("kafka consumer", "detail", fmt.Sprintf(msg, args...)) }),
+		// While Kafka is unreachable the reader reports every retry: one line
+		// per kind of failure a minute, with a count, is enough.
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			lim.Log(slog.LevelWarn, msg, "kafka consumer", "detail", fmt.Sprintf(msg, args...))
+		}),
 	})
 }

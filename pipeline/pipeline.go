@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
@@ -155,28 +156,40 @@ func (p *process) gatherer() prometheus.Gatherer {
 	return exporter.Join(p.reg, p.kpis)
 }
 
-// watchReadiness keeps kpibridge_ready current (every 10 s), so alerts see
-// what /-/ready answers without a scrape running a check.
+// watchReadiness keeps kpibridge_ready and kpibridge_dependency_up current
+// (every 10 s), so alerts see what /-/ready answers without a scrape
+// running a check.
 func (p *process) watchReadiness(ctx context.Context) error {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kpibridge_ready",
+	ready := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kpibridge_ready",
 		Help: "1 when this process is ready (what /-/ready answers 200 for), 0 otherwise; checked every 10 s."})
-	if err := p.reg.Register(g); err != nil {
+	up := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kpibridge_dependency_up",
+		Help: "1 when a dependency of this process's roles answers (clickhouse, kafka), 0 otherwise; checked every 10 s."}, []string{"dependency"})
+	if err := p.reg.Register(ready); err != nil {
+		return err
+	}
+	if err := p.reg.Register(up); err != nil {
 		return err
 	}
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {
 		check, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := p.ready(check)
+		results := p.check(check)
 		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			g.Set(0)
-		} else {
-			g.Set(1)
+		ok := 1.0
+		for _, r := range results {
+			v := 1.0
+			if r.err != nil {
+				v, ok = 0, 0
+			}
+			if r.dependency {
+				up.WithLabelValues(r.name).Set(v)
+			}
 		}
+		ready.Set(ok)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -185,24 +198,67 @@ func (p *process) watchReadiness(ctx context.Context) error {
 	}
 }
 
-// ready: ClickHouse answers and, with the export role, a first snapshot exists.
-func (p *process) ready(ctx context.Context) error {
-	for _, c := range p.conns {
-		if err := c.Ping(ctx); err != nil {
-			return fmt.Errorf("ClickHouse does not answer: %w", err)
-		}
-	}
-	if p.snapshots != nil {
-		snap := p.snapshots.Snapshot()
-		if snap == nil {
-			return errors.New("no KPI snapshot yet")
-		}
-		for _, st := range snap.KPIs {
-			if !st.Last.ComputedAt.IsZero() {
-				return nil
+// checkResult is one readiness condition and whether it holds.
+type checkResult struct {
+	name       string
+	dependency bool // a service the process needs (a kpibridge_dependency_up series)
+	err        error
+}
+
+// check tests what readiness needs: ClickHouse answers; with the ingest
+// role, a Kafka broker answers; with the export role, a KPI was computed.
+func (p *process) check(ctx context.Context) []checkResult {
+	var out []checkResult
+	if len(p.conns) > 0 {
+		var err error
+		for _, c := range p.conns {
+			if err = c.Ping(ctx); err != nil {
+				err = fmt.Errorf("ClickHouse does not answer: %w", err)
+				break
 			}
 		}
-		return errors.New("no KPI computed yet")
+		out = append(out, checkResult{"clickhouse", true, err})
+	}
+	if slices.Contains(p.opts.Roles, "ingest") {
+		out = append(out, checkResult{"kafka", true, p.checkKafka(ctx)})
+	}
+	if p.snapshots != nil {
+		var err error
+		snap := p.snapshots.Snapshot()
+		switch {
+		case snap == nil:
+			err = errors.New("no KPI snapshot yet")
+		case !slices.ContainsFunc(snap.KPIs, func(st transform.KPIState) bool { return !st.Last.ComputedAt.IsZero() }):
+			err = errors.New("no KPI computed yet")
+		}
+		out = append(out, checkResult{"kpi_snapshot", false, err})
+	}
+	return out
+}
+
+// checkKafka dials the configured brokers until one answers.
+func (p *process) checkKafka(ctx context.Context) error {
+	var errs []error
+	for _, b := range p.cfg.Kafka.Brokers {
+		conn, err := (&kafka.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, "tcp", b)
+		if err == nil {
+			_, err = conn.ApiVersions()
+			conn.Close()
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no Kafka broker answers (%s): %w", strings.Join(p.cfg.Kafka.Brokers, ", "), errors.Join(errs...))
+}
+
+// ready: every check holds; the error names the first that does not.
+func (p *process) ready(ctx context.Context) error {
+	for _, r := range p.check(ctx) {
+		if r.err != nil {
+			return r.err
+		}
 	}
 	return nil
 }
