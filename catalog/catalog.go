@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kpibridge/kpibridge/internal/yamlcheck"
 )
 
 // Catalog is a validated set of KPIs.
@@ -25,9 +27,8 @@ type Catalog struct {
 	Settings Settings `yaml:"settings"`
 	KPIs     []KPI    `yaml:"kpis"`
 
-	file        string
-	lines       map[string]int // KPI name → line of its entry
-	settingLine map[string]int // settings key path → line
+	file string
+	doc  *yamlcheck.Doc // the file as parsed: lines of every key path
 }
 
 // KPI is one shared indicator.
@@ -359,63 +360,73 @@ func Load(path string) (*Catalog, error) {
 	return Parse(path, b)
 }
 
-var lineRe = regexp.MustCompile(`line (\d+): `)
-
-// Parse decodes strictly (unknown fields are errors naming file:line),
-// applies defaults and validates the whole catalog.
+// Parse decodes the catalog and validates the whole of it, reporting every
+// problem at once, each as file:line: kpi NAME: field: what is wrong (an
+// unknown key with the nearest known one, a value of the wrong kind, a
+// value the catalog rules refuse).
 func Parse(name string, b []byte) (*Catalog, error) {
-	c := &Catalog{file: name, lines: map[string]int{}, settingLine: map[string]int{}}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			msgs := make([]string, len(te.Errors))
-			for i, e := range te.Errors {
-				msgs[i] = name + ":" + strings.TrimSuffix(lineRe.ReplaceAllString(e, "$1: "), "")
-				msgs[i] = strings.Replace(msgs[i], " in type catalog.", " in ", 1)
-			}
-			return nil, errors.New(strings.Join(msgs, "\n"))
-		}
-		return nil, fmt.Errorf("%s: %v", name, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err == nil {
-		c.recordLines(&doc)
-		if len(doc.Content) > 0 {
-			c.settingLine = settingLines(doc.Content[0])
-		}
+	doc := yamlcheck.Check(name, b, &Catalog{})
+	c := &Catalog{file: name, doc: doc}
+	if doc.Root != nil {
+		// Leniently, over what is wrong, so that the rules below report
+		// their problems in the same run as the shapes above.
+		_ = doc.Root.Decode(c)
+	} else if len(doc.Problems) > 0 {
+		return nil, doc.Err() // not YAML at all
 	}
 	c.Settings.applyDefaults()
 	for i := range c.KPIs {
 		c.KPIs[i].applyDefaults()
 		c.KPIs[i].settings = &c.Settings
 	}
+	var errs []error
+	for _, pr := range doc.Problems {
+		errs = append(errs, errors.New(c.problem(pr)))
+	}
 	if err := c.Validate(); err != nil {
-		return nil, err
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, sortByLine(errors.Join(errs...))
 	}
 	return c, nil
 }
 
-func (c *Catalog) recordLines(doc *yaml.Node) {
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return
-	}
-	root := doc.Content[0]
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value != "kpis" || root.Content[i+1].Kind != yaml.SequenceNode {
-			continue
-		}
-		for _, item := range root.Content[i+1].Content {
-			for j := 0; j+1 < len(item.Content); j += 2 {
-				if item.Content[j].Value == "name" {
-					if _, dup := c.lines[item.Content[j+1].Value]; !dup {
-						c.lines[item.Content[j+1].Value] = item.Line
-					}
-				}
+var kpiPathRe = regexp.MustCompile(`^kpis\[(\d+)\]\.?`)
+
+// problem writes a shape problem like the rule problems: a KPI's keys
+// as "kpi NAME: key", not "kpis[3].key".
+func (c *Catalog) problem(p yamlcheck.Problem) string {
+	if m := kpiPathRe.FindStringSubmatch(p.Path); m != nil {
+		i, _ := strconv.Atoi(m[1])
+		if i < len(c.KPIs) {
+			rest := strings.TrimPrefix(p.Path, m[0])
+			name := c.KPIs[i].Name
+			if name == "" {
+				name = "#" + strconv.Itoa(i+1)
 			}
+			if rest == "" {
+				return c.doc.Format(p.Line, "kpi "+name, p.Msg)
+			}
+			return c.doc.Format(p.Line, "kpi "+name+": "+rest, p.Msg)
 		}
 	}
+	return c.doc.Format(p.Line, p.Path, p.Msg)
+}
+
+// sortByLine orders an error's lines (file:line: …) by line number.
+func sortByLine(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	num := func(s string) int {
+		parts := strings.SplitN(s, ":", 3)
+		if len(parts) < 3 {
+			return 0
+		}
+		n, _ := strconv.Atoi(parts[1])
+		return n
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return num(lines[i]) < num(lines[j]) })
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // Defaults applied to fields a KPI leaves out.
@@ -478,30 +489,41 @@ func (c *Catalog) Names() []string {
 	return out
 }
 
-// whereSetting names a settings key in errors: file:line: settings.key.
-func (c *Catalog) whereSetting(path string) string {
-	for p := path; p != ""; p = p[:max(strings.LastIndexByte(p, '.'), 0)] {
-		if line, ok := c.settingLine[p]; ok {
-			return fmt.Sprintf("%s:%d: %s", c.file, line, path)
-		}
-		if !strings.Contains(p, ".") {
-			break
-		}
+// line is the line of a key path in the file (0 when unknown).
+func (c *Catalog) line(path string) int {
+	if c.doc == nil {
+		return 0
 	}
-	return fmt.Sprintf("%s: %s", c.file, path)
+	return c.doc.Line(path)
 }
 
-// where names a KPI in errors: file:line: kpi NAME.
-func (c *Catalog) where(i int) string {
+// skip: the file's shape is already wrong at path, reported once there.
+func (c *Catalog) skip(path string) bool { return c.doc != nil && c.doc.Has(path) }
+
+// at writes file:line for a key path.
+func (c *Catalog) at(path string) string {
+	if l := c.line(path); l > 0 {
+		return fmt.Sprintf("%s:%d", c.file, l)
+	}
+	return c.file
+}
+
+// whereSetting names a settings key in errors: file:line: settings.key.
+func (c *Catalog) whereSetting(path string) string { return c.at(path) + ": " + path }
+
+// where names a KPI in errors: file:line: kpi NAME, at the line of field
+// (a key path inside the KPI, "" for the KPI itself).
+func (c *Catalog) where(i int, field string) string {
 	k := c.KPIs[i]
 	name := k.Name
 	if name == "" {
 		name = fmt.Sprintf("#%d", i+1)
 	}
-	if line, ok := c.lines[k.Name]; ok {
-		return fmt.Sprintf("%s:%d: kpi %s", c.file, line, name)
+	path := fmt.Sprintf("kpis[%d]", i)
+	if field != "" {
+		path += "." + field
 	}
-	return fmt.Sprintf("%s: kpi %s", c.file, name)
+	return c.at(path) + ": kpi " + name
 }
 
 // SortedKeys returns a map's keys in order, for deterministic SQL and messages.

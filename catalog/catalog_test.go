@@ -84,6 +84,12 @@ func TestBadCatalogs(t *testing.T) {
 			if !strings.Contains(err.Error(), filepath.Base(f)) {
 				t.Errorf("error does not name the file: %v", err)
 			}
+			// Said for people: no Go types, no YAML decoder wording.
+			for _, jargon := range []string{"!!str", "float64", "[]string", "in type", "unmarshal", "not found in"} {
+				if strings.Contains(err.Error(), jargon) {
+					t.Errorf("error says %q:\n%v", jargon, err)
+				}
+			}
 		})
 	}
 }

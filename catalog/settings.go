@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/kpibridge/kpibridge/events"
 )
 
@@ -173,28 +171,4 @@ func (s Settings) validate(fail func(path, format string, args ...any)) {
 	if len(missing) > 0 && len(s.Channels) > 0 {
 		fail("settings.channels", "every campaign channel needs a class (paid, owned or earned); unclassed: %s", strings.Join(missing, ", "))
 	}
-}
-
-// settingLines maps each key path under settings (settings.attribution.model)
-// to its line in the catalog file.
-func settingLines(root *yaml.Node) map[string]int {
-	lines := map[string]int{}
-	var walk func(path string, n *yaml.Node)
-	walk = func(path string, n *yaml.Node) {
-		if n.Kind != yaml.MappingNode {
-			return
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := path + "." + n.Content[i].Value
-			lines[p] = n.Content[i].Line
-			walk(p, n.Content[i+1])
-		}
-	}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "settings" {
-			lines["settings"] = root.Content[i].Line
-			walk("settings", root.Content[i+1])
-		}
-	}
-	return lines
 }

@@ -24,13 +24,20 @@ func (c *Catalog) Validate() error {
 		return fmt.Errorf("%s: kpis: the catalog defines no KPI", c.file)
 	}
 	c.Settings.validate(func(path, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", c.whereSetting(path), fmt.Sprintf(format, args...)))
+		if !c.skip(path) {
+			errs = append(errs, fmt.Errorf("%s: %s", c.whereSetting(path), fmt.Sprintf(format, args...)))
+		}
 	})
 	seen := map[string]bool{}
 	for i := range c.KPIs {
 		k := &c.KPIs[i]
 		fail := func(field, format string, args ...any) {
-			errs = append(errs, fmt.Errorf("%s: %s: %s", c.where(i), field, fmt.Sprintf(format, args...)))
+			msg := fmt.Sprintf(format, args...)
+			path := keyPath(field, msg)
+			if c.skip(fmt.Sprintf("kpis[%d].%s", i, path)) {
+				return // its shape is wrong, and said so at its line
+			}
+			errs = append(errs, fmt.Errorf("%s: %s: %s", c.where(i, path), field, msg))
 		}
 		if !nameRe.MatchString(k.Name) {
 			fail("name", "must match %s, got %q", nameRe, k.Name)
@@ -162,6 +169,20 @@ func (c *Catalog) Validate() error {
 	}
 	errs = append(errs, c.checkDerived()...)
 	return errors.Join(errs...)
+}
+
+var keyRe = regexp.MustCompile(`^([a-z_][a-z0-9_.]*): `)
+
+// keyPath is the key path inside a KPI a problem is about: the field, and
+// for a measure the key its message starts with (numerator.where.stage).
+func keyPath(field, msg string) string {
+	switch field {
+	case "measure", "numerator", "denominator":
+		if m := keyRe.FindStringSubmatch(msg); m != nil {
+			return field + "." + m[1]
+		}
+	}
+	return field
 }
 
 func checkValue(u Unit, v float64) error {
@@ -340,12 +361,12 @@ func (c *Catalog) checkDerived() []error {
 		}
 		refs, err := References(k.Expression)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: expression: %v", c.where(i), err))
+			errs = append(errs, fmt.Errorf("%s: expression: %v", c.where(i, "expression"), err))
 			continue
 		}
 		for _, r := range refs {
 			if _, ok := index[r]; !ok && !IsConstant(r) {
-				errs = append(errs, fmt.Errorf("%s: expression: references unknown KPI %q", c.where(i), r))
+				errs = append(errs, fmt.Errorf("%s: expression: references unknown KPI %q", c.where(i, "expression"), r))
 			}
 		}
 		deps[k.Name] = slices.DeleteFunc(refs, IsConstant)
@@ -367,7 +388,7 @@ func (c *Catalog) checkDerived() []error {
 					start--
 				}
 				cycle := append(append([]string{}, stack[start:]...), d)
-				errs = append(errs, fmt.Errorf("%s: expression: derived KPIs form a cycle: %s", c.where(index[d]), strings.Join(cycle, " → ")))
+				errs = append(errs, fmt.Errorf("%s: expression: derived KPIs form a cycle: %s", c.where(index[d], "expression"), strings.Join(cycle, " → ")))
 			}
 		}
 		stack = stack[:len(stack)-1]

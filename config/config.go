@@ -9,14 +9,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"regexp"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/kpibridge/kpibridge/internal/yamlcheck"
 
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/transform"
@@ -118,20 +117,17 @@ func Load(path string) (Config, error) {
 	return Parse(path, b)
 }
 
-var (
-	yamlLine   = regexp.MustCompile(`line (\d+)`)
-	yamlInType = regexp.MustCompile(` in type [\w.]+`)
-)
-
-// Parse decodes YAML bytes over the defaults; name is used in errors (file:line: …).
+// Parse decodes YAML bytes over the defaults; name is used in errors
+// (file:line: path: …). Every problem of the file is reported at once: keys
+// it does not know (with the nearest known one), values of the wrong kind,
+// and values Validate refuses, each at the line of its key.
 func Parse(name string, b []byte) (Config, error) {
 	cfg := Default()
 	// A key present in the file replaces the default as a whole, lists and maps included.
 	cfg.Kafka.Topics, cfg.Kafka.Brokers, cfg.Events.CurrencyRates = nil, nil, nil
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("%s", fileLineError(name, err))
+	doc := yamlcheck.Check(name, b, &cfg)
+	if doc.Root != nil {
+		_ = doc.Root.Decode(&cfg) // over what is wrong: Validate reports the rest in the same run
 	}
 	def := Default()
 	if cfg.Kafka.Brokers == nil {
@@ -143,30 +139,36 @@ func Parse(name string, b []byte) (Config, error) {
 	if cfg.Events.CurrencyRates == nil {
 		cfg.Events.CurrencyRates = def.Events.CurrencyRates
 	}
-	return cfg, nil
-}
-
-// fileLineError turns yaml's "yaml: unmarshal errors:\n  line 3: field x not
-// found in type config.Kafka" into one "file:3: field x not found" per problem.
-func fileLineError(name string, err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		var lines []string
-		for _, e := range te.Errors {
-			lines = append(lines, fileLine(name, e))
+	if len(doc.Problems) == 0 {
+		return cfg, nil
+	}
+	if doc.Root != nil {
+		if err := cfg.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				path, msg, _ := strings.Cut(line, ": ")
+				if !doc.Has(path) {
+					doc.Problems = append(doc.Problems, yamlcheck.Problem{Line: doc.Line(path), Path: path, Msg: msg})
+				}
+			}
 		}
-		return strings.Join(lines, "\n")
 	}
-	return fileLine(name, strings.TrimPrefix(err.Error(), "yaml: "))
+	return Config{}, doc.Err()
 }
 
-func fileLine(name, msg string) string {
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		rest := strings.TrimSpace(strings.TrimPrefix(msg[strings.Index(msg, m[0])+len(m[0]):], ":"))
-		rest = yamlInType.ReplaceAllString(rest, "")
-		return fmt.Sprintf("%s:%s: %s", name, m[1], rest)
+// Locate puts file:line in front of each line of a Validate error
+// ("path: message") for a configuration read from file b.
+func Locate(name string, b []byte, err error) error {
+	doc := yamlcheck.Check(name, b, &Config{})
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		path, msg, ok := strings.Cut(line, ": ")
+		if !ok {
+			out = append(out, line)
+			continue
+		}
+		out = append(out, doc.Format(doc.Line(path), path, msg))
 	}
-	return fmt.Sprintf("%s: %s", name, msg)
+	return errors.New(strings.Join(out, "\n"))
 }
 
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)

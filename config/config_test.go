@@ -62,6 +62,11 @@ func TestBadFiles(t *testing.T) {
 					t.Errorf("error\n%v\ndoes not contain\n%s", err, line)
 				}
 			}
+			for _, jargon := range []string{"!!str", "[]string", "in type", "unmarshal", "not found in"} {
+				if strings.Contains(err.Error(), jargon) {
+					t.Errorf("error says %q:\n%v", jargon, err)
+				}
+			}
 		})
 	}
 }

@@ -252,7 +252,9 @@ func WriteResult(ctx context.Context, conn store.Conn, r Result) error {
 func LoadCatalog(cfg Config) (*catalog.Catalog, error) {
 	c, err := catalog.Default()
 	if cfg.CatalogFile != "" {
-		c, err = catalog.Load(cfg.CatalogFile)
+		if c, err = catalog.Load(cfg.CatalogFile); err != nil {
+			return nil, fmt.Errorf("transform.catalog_file: %w", err)
+		}
 	}
 	if err != nil || cfg.MaxRefresh == 0 {
 		return c, err

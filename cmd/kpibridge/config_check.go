@@ -8,6 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kpibridge/kpibridge/store"
+	"github.com/kpibridge/kpibridge/transform"
 )
 
 func registerConfigCheck(k *kingpin.Application, a *app) (string, action) {
@@ -15,6 +16,10 @@ func registerConfigCheck(k *kingpin.Application, a *app) (string, action) {
 	return cmd.FullCommand(), func(ctx context.Context) error {
 		cfg, err := a.config()
 		if err != nil {
+			return err
+		}
+		// The catalog the configuration names is part of it: its problems too.
+		if _, err := transform.LoadCatalog(cfg.Transform); err != nil {
 			return err
 		}
 		t, err := store.ParseDSN(cfg.ClickHouse.DSN)

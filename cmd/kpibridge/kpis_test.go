@@ -207,7 +207,7 @@ func TestKPIsListAndCheck(t *testing.T) {
 		t.Errorf("kpis check good: exit %d %s", code, out)
 	}
 	code, _, errOut := runCLI(t, nil, "kpis", "check", filepath.Join("..", "..", "catalog", "testdata", "bad_derived_missing.yaml"))
-	if code != 1 || !strings.Contains(errOut, "bad_derived_missing.yaml:13: kpi roi") {
+	if code != 1 || !strings.Contains(errOut, "bad_derived_missing.yaml:23: kpi roi") {
 		t.Errorf("kpis check bad: exit %d %s", code, errOut)
 	}
 }

@@ -141,11 +141,14 @@ func (a *app) config() (config.Config, error) {
 		cfg.ClickHouse.DSN = a.clickhouse
 	}
 	if err := cfg.Validate(); err != nil {
-		where := "configuration"
 		if a.configFile != "" {
-			where = a.configFile
+			if b, rerr := os.ReadFile(a.configFile); rerr == nil {
+				// Each problem at the line of its key; values from the
+				// environment or flags have none.
+				return cfg, fmt.Errorf("invalid configuration:\n%w", config.Locate(a.configFile, b, err))
+			}
 		}
-		return cfg, fmt.Errorf("invalid %s:\n%w", where, err)
+		return cfg, fmt.Errorf("invalid configuration (defaults, environment and flags):\n%w", err)
 	}
 	return cfg, nil
 }

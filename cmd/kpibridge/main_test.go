@@ -81,12 +81,22 @@ func TestConfigPrecedence(t *testing.T) {
 
 func TestCheckConfigNamesBadFileLine(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "bad.yml")
-	if err := os.WriteFile(file, []byte("kafka:\n  brokerz: [a:1]\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("kafka:\n  brokerz: [a:1]\nbroker:\n  partitions: 0\ntransform:\n  catalog_file: nowhere.yaml\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Every problem of the file in one run, each at its line, with a suggestion.
 	code, _, errOut := runCLI(t, nil, "--config.file", file, "check-config")
-	if code != 1 || !strings.Contains(errOut, "bad.yml:2: field brokerz not found") {
-		t.Fatalf("exit %d, stderr %q", code, errOut)
+	for _, want := range []string{`bad.yml:2: kafka.brokerz: unknown key "brokerz"; did you mean "brokers"?`, "bad.yml:4: broker.partitions: must be between 1 and 1000, got 0"} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("exit %d, stderr %q lacks %q", code, errOut, want)
+		}
+	}
+	// The catalog the configuration names is checked too, under its key.
+	if err := os.WriteFile(file, []byte("transform:\n  catalog_file: nowhere.yaml\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runCLI(t, nil, "--config.file", file, "check-config"); code != 1 || !strings.Contains(errOut, "transform.catalog_file: read KPI catalog: open nowhere.yaml") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
 
