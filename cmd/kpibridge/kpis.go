@@ -174,5 +174,13 @@ func printResult(w io.Writer, k catalog.KPI, r transform.Result, format, currenc
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dim, val, display.Value(s.Result, k, currency), n, d, target, status)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if k.RequireNumerator && len(r.Series) > 1 {
+		// Say where the missing groups went: "no spend", not a silent gap.
+		_, err := fmt.Fprintln(w, "groups whose numerator has no rows (a channel without spend) have no value and are not listed")
+		return err
+	}
+	return nil
 }
