@@ -167,8 +167,14 @@ func (r *Resolver) load(ctx context.Context) error {
 	// digits> <its read time>", so that of two saved in one second the later
 	// sorts last. A database without it (new, or from before
 	// resolved_events) starts from the first event.
-	if err := r.conn.QueryRow(ctx, "SELECT argMax(value, updated_at) FROM transform_state WHERE key = 'identity_settings'").Scan(&r.storedSettings); err != nil {
+	// identity_settings is "<20-digit sequence> <fingerprint>": of two saved
+	// in one second (updated_at has whole seconds), the later sorts last.
+	var settings string
+	if err := r.conn.QueryRow(ctx, "SELECT argMax(value, (updated_at, value)) FROM transform_state WHERE key = 'identity_settings'").Scan(&settings); err != nil {
 		return fmt.Errorf("load identity settings: %w", err)
+	}
+	if _, fp, ok := strings.Cut(settings, " "); ok {
+		r.storedSettings = fp
 	}
 	var progress string
 	err = r.conn.QueryRow(ctx, "SELECT argMax(value, (updated_at, value)) FROM transform_state WHERE key = 'identity_progress'").Scan(&progress)
@@ -595,7 +601,7 @@ func (r *Resolver) recomputeCustomers(ctx context.Context, ids []string, full bo
 		}
 	}
 	if fp := r.Settings.Fingerprint(); fp != r.storedSettings {
-		if err := r.saveState(ctx, "identity_settings", fp, now); err != nil {
+		if err := r.saveState(ctx, "identity_settings", fmt.Sprintf("%020d %s", max(time.Now().UnixNano(), 0), fp), now); err != nil {
 			return err
 		}
 		if r.log != nil && r.storedSettings != "" {
