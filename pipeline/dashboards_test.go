@@ -144,16 +144,7 @@ func TestEveryDashboardPanelReturnsData(t *testing.T) {
 	waitForEvents(t, conn, valid(head))
 	stopIngest()
 
-	exporterAddr := testenv.FreeAddr(t)
-	start(t, cfg, []string{"ingest", "transform", "export"}, testenv.WebFlags(exporterAddr))
-	waitFor(t, 60*time.Second, "/-/ready", func() bool {
-		res, err := http.Get("http://" + exporterAddr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
+	exporterAddr := serveAll(t, cfg)
 	promAddr := testenv.StartPrometheus(t, exporterAddr, ruleFiles...)
 	waitFor(t, 30*time.Second, "Prometheus to scrape the KPIs", func() bool {
 		s, err := testenv.PromQuery(ctx, promAddr, `kpibridge_kpi_value{kpi="orders"}`)

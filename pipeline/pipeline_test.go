@@ -48,6 +48,23 @@ func start(t *testing.T, cfg config.Config, roles []string, w *web.FlagConfig) (
 	return stop
 }
 
+// serveAll runs every role with the web server and waits until /-/ready
+// answers 200; it returns the server's address.
+func serveAll(t *testing.T, cfg config.Config) string {
+	t.Helper()
+	addr := testenv.FreeAddr(t)
+	start(t, cfg, []string{"ingest", "transform", "export"}, testenv.WebFlags(addr))
+	waitFor(t, 60*time.Second, "/-/ready", func() bool {
+		res, err := http.Get("http://" + addr + "/-/ready")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	return addr
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -97,16 +114,7 @@ func TestPrometheusScrapesKPIsComputedFromGeneratedEvents(t *testing.T) {
 	})
 	stopIngest()
 
-	exporterAddr := testenv.FreeAddr(t)
-	start(t, cfg, []string{"ingest", "transform", "export"}, testenv.WebFlags(exporterAddr))
-	waitFor(t, 60*time.Second, "/-/ready", func() bool {
-		res, err := http.Get("http://" + exporterAddr + "/-/ready")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == 200
-	})
+	exporterAddr := serveAll(t, cfg)
 	// What the transform computed and stored.
 	var want float64
 	if err := conn.QueryRow(ctx, "SELECT argMax(value, computed_at) FROM kpi_values WHERE kpi = 'orders' AND dimension = ''").Scan(&want); err != nil {
