@@ -53,6 +53,9 @@ type KPI struct {
 	// data_trust for team it, growth otherwise).
 	Goal  string `yaml:"goal"`
 	Alert Alert  `yaml:"alert"`
+	// Baseline is the starting point progress to the target is measured
+	// from: a fixed value, or the KPI's value on a date of its history.
+	Baseline *Baseline `yaml:"baseline"`
 	Type  Type   `yaml:"type"`
 
 	Measure     *Measure `yaml:"measure"`     // type simple
@@ -96,6 +99,15 @@ type Alert struct {
 	// Disabled generates no KPI alerts (staleness is still reported).
 	Disabled bool `yaml:"disabled"`
 }
+
+// Baseline is a KPI's starting point: Value, or the value At a date.
+type Baseline struct {
+	Value *float64 `yaml:"value"`
+	At    string   `yaml:"at"` // YYYY-MM-DD, resolved from kpi_values
+}
+
+// AtTime is the baseline date, 00:00 UTC.
+func (b Baseline) AtTime() (time.Time, error) { return time.Parse("2006-01-02", b.At) }
 
 // Goals are the shared goals KPIs are grouped by on the scorecards.
 func Goals() []string { return []string{"growth", "efficiency", "customer", "data_trust"} }

@@ -103,6 +103,20 @@ func (c *Catalog) Validate() error {
 				fail("audience", "unknown audience %q (want %s)", a, strings.Join(Audiences, ", "))
 			}
 		}
+		if b := k.Baseline; b != nil {
+			switch {
+			case (b.Value == nil) == (b.At == ""):
+				fail("baseline", "give either value (a number) or at (a date, YYYY-MM-DD, read from the KPI's history)")
+			case b.Value != nil:
+				if err := checkValue(k.Unit, *b.Value); err != nil {
+					fail("baseline.value", "%v", err)
+				}
+			default:
+				if _, err := b.AtTime(); err != nil {
+					fail("baseline.at", "want a date YYYY-MM-DD, got %q", b.At)
+				}
+			}
+		}
 		if !slices.Contains(Goals(), k.Goal) {
 			fail("goal", "must be one of %s, got %q", strings.Join(Goals(), ", "), k.Goal)
 		}

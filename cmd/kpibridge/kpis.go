@@ -48,6 +48,12 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 
 	docs := kpis.Command("docs", "Print the catalog as Markdown (docs/KPIS.md is generated with this).")
 
+	backfill := kpis.Command("backfill", "Compute KPI history for past days from the stored events, so trends, week-over-week changes and baselines exist from day one. Idempotent.")
+	a.addClickHouseFlag(backfill)
+	bfFrom := backfill.Flag("from", "First day to compute (YYYY-MM-DD, 00:00 UTC).").Required().String()
+	bfTo := backfill.Flag("to", "Last day to compute (YYYY-MM-DD; default: today).").String()
+	bfStep := backfill.Flag("step", "Time between two computations.").Default("24h").Duration()
+
 	return []registered{
 		{list.FullCommand(), func(ctx context.Context) error {
 			c, cfg, err := load()
@@ -91,6 +97,37 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 				}
 			}
 			return printResult(a.stdout, k, res, *format, cfg.Events.ReportingCurrency)
+		}},
+		{backfill.FullCommand(), func(ctx context.Context) error {
+			c, cfg, err := load()
+			if err != nil {
+				return err
+			}
+			from, err := time.Parse("2006-01-02", *bfFrom)
+			if err != nil {
+				return fmt.Errorf("--from: want a date YYYY-MM-DD, got %q", *bfFrom)
+			}
+			to := time.Now().UTC().Truncate(24 * time.Hour)
+			if *bfTo != "" {
+				if to, err = time.Parse("2006-01-02", *bfTo); err != nil {
+					return fmt.Errorf("--to: want a date YYYY-MM-DD, got %q", *bfTo)
+				}
+			}
+			if to.After(time.Now()) {
+				return fmt.Errorf("--to %s is in the future", to.Format("2006-01-02"))
+			}
+			conn, err := a.openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			st, err := transform.Backfill(ctx, conn, c, from, to, *bfStep, a.stdout)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "backfilled %d points in time: %d KPI evaluations written, %d already there, %d failed (their errors are in kpi_runs)\n",
+				st.Points, st.Computed, st.Skipped, st.Failed)
+			return nil
 		}},
 		{docs.FullCommand(), func(ctx context.Context) error {
 			c, _, err := load()

@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		registerKPIs,
 		registerDashboards,
 		registerHealthcheck,
+		registerReport,
 		registerCustomer,
 		registerDLQ,
 	} {
