@@ -56,7 +56,7 @@ type KPI struct {
 	// Baseline is the starting point progress to the target is measured
 	// from: a fixed value, or the KPI's value on a date of its history.
 	Baseline *Baseline `yaml:"baseline"`
-	Type  Type   `yaml:"type"`
+	Type     Type      `yaml:"type"`
 
 	Measure     *Measure `yaml:"measure"`     // type simple
 	Numerator   *Measure `yaml:"numerator"`   // type ratio
