@@ -21,7 +21,7 @@ small{color:#555}
 </style></head><body>
 <h1>kpibridge</h1>
 <p>Roles in this process: {{range $i, $r := .Roles}}{{if $i}}, {{end}}{{$r}}{{end}} · version {{.Version}} ·
-<a href="/metrics">/metrics</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
+<a href="/scorecard">executive scorecard</a> · <a href="/metrics">/metrics</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
 {{if .KPIs}}
 <table>
 <tr><th>KPI</th><th>owner</th><th class="num">latest value</th><th class="num">target</th><th>status</th><th>freshness</th></tr>

@@ -38,9 +38,13 @@ type HandlerOptions struct {
 	Logger   *slog.Logger
 	// Now is the landing page's clock (default time.Now).
 	Now func() time.Time
+	// Scorecard returns the executive scorecard page as last built, false
+	// before the first build; nil serves no /scorecard. Requests never
+	// query: the page is rebuilt in the background.
+	Scorecard func() ([]byte, bool)
 }
 
-// NewHandler returns the mux: /metrics, / (landing page), /-/healthy, /-/ready.
+// NewHandler returns the mux: /metrics, / (landing page), /scorecard, /-/healthy, /-/ready.
 func NewHandler(o HandlerOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{
@@ -63,6 +67,17 @@ func NewHandler(o HandlerOptions) http.Handler {
 		}
 		_, _ = w.Write([]byte("kpibridge is ready.\n"))
 	})
+	if o.Scorecard != nil {
+		mux.HandleFunc("/scorecard", func(w http.ResponseWriter, r *http.Request) {
+			page, ok := o.Scorecard()
+			if !ok {
+				http.Error(w, "the scorecard is being built; try again in a few seconds\n", http.StatusServiceUnavailable)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = w.Write(page)
+		})
+	}
 	mux.Handle("/", landingPage(o))
 	return mux
 }

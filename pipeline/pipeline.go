@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +26,7 @@ import (
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/exporter"
 	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/scorecard"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
@@ -75,6 +78,7 @@ type process struct {
 	snapshots exporter.SnapshotSource
 	kpis      prometheus.Gatherer // the KPI families, when export runs here
 	conns     []store.Conn
+	scorecard atomic.Pointer[[]byte] // the /scorecard page as last built (export role)
 }
 
 // Run runs the roles, and the HTTP server for their metrics, until ctx ends
@@ -108,6 +112,9 @@ func Run(ctx context.Context, cfg config.Config, opts Options) error {
 	}
 	if opts.Web != nil {
 		tasks = append(tasks, task{"web", p.serve}, task{"readiness", p.watchReadiness})
+		if p.snapshots != nil {
+			tasks = append(tasks, task{"scorecard", p.buildScorecard})
+		}
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(tasks))
@@ -143,7 +150,8 @@ func (p *process) serve(ctx context.Context) error {
 	h := exporter.NewHandler(exporter.HandlerOptions{
 		Gatherer: p.gatherer(), Catalog: p.catalog, Snapshots: p.snapshots, Ready: p.ready, Roles: p.opts.Roles,
 		Version: p.opts.Version, Staleness: p.cfg.Export.StaleAfterRefreshes, DocsURL: p.cfg.Export.DocsURL, Logger: log,
-		Currency: p.cfg.Events.ReportingCurrency,
+		Scorecard: p.scorecardOption(),
+		Currency:  p.cfg.Events.ReportingCurrency,
 	})
 	return exporter.Serve(ctx, h, p.opts.Web, log)
 }
@@ -154,6 +162,61 @@ func (p *process) gatherer() prometheus.Gatherer {
 		return p.reg
 	}
 	return exporter.Join(p.reg, p.kpis)
+}
+
+// scorecardEvery is how often the export role rebuilds /scorecard from
+// the KPI history.
+const scorecardEvery = time.Minute
+
+// buildScorecard keeps the /scorecard page current: the week to now, from
+// the stored KPI history, rebuilt every scorecardEvery.
+func (p *process) buildScorecard(ctx context.Context) error {
+	log := p.opts.Logger.With("role", "export")
+	conn, _, err := openStore(ctx, p.cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	t := time.NewTicker(scorecardEvery)
+	defer t.Stop()
+	for {
+		r, err := scorecard.Build(ctx, conn, p.catalog, scorecard.Options{At: time.Now(), Period: scorecard.Week, Currency: p.cfg.Events.ReportingCurrency})
+		var page bytes.Buffer
+		if err == nil {
+			err = scorecard.Render(&page, r)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			log.Warn("could not rebuild the scorecard; serving the last one", "err", err)
+		default:
+			b := page.Bytes()
+			p.scorecard.Store(&b)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// scorecardOption serves /scorecard when the export role runs here.
+func (p *process) scorecardOption() func() ([]byte, bool) {
+	if p.snapshots == nil {
+		return nil
+	}
+	return p.scorecardPage
+}
+
+// scorecardPage is the last built /scorecard page.
+func (p *process) scorecardPage() ([]byte, bool) {
+	b := p.scorecard.Load()
+	if b == nil {
+		return nil, false
+	}
+	return *b, true
 }
 
 // watchReadiness keeps kpibridge_ready and kpibridge_dependency_up current

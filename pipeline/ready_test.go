@@ -55,3 +55,29 @@ func TestIngestIsNotReadyWithoutKafka(t *testing.T) {
 		return strings.Contains(body, `kpibridge_dependency_up{dependency="kafka"} 1`)
 	})
 }
+
+// The export role serves /scorecard from the KPI history the transform
+// writes: every exec KPI of the catalog is on it.
+func TestScorecardIsServed(t *testing.T) {
+	target, _ := testenv.MigratedClickHouse(t)
+	cfg := config.Default()
+	cfg.Kafka.Brokers = []string{testenv.Broker(t, 2)}
+	cfg.ClickHouse.DSN = target.DSN
+	addr := serveAll(t, cfg)
+	var page string
+	waitFor(t, 30*time.Second, "/scorecard", func() bool {
+		res, err := http.Get("http://" + addr + "/scorecard")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		page = string(b)
+		return res.StatusCode == http.StatusOK
+	})
+	for _, want := range []string{"KPI scorecard", "Wins this week", "Needs attention", `data-kpi="revenue"`, `data-kpi="identity_match_rate"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("/scorecard lacks %q", want)
+		}
+	}
+}
