@@ -42,6 +42,8 @@ type Export struct {
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// DocsURL, when set, links each KPI on the landing page to its definition (URL#name).
 	DocsURL string `yaml:"docs_url"`
+	// ScorecardInterval is how often /scorecard is rebuilt from the KPI history.
+	ScorecardInterval time.Duration `yaml:"scorecard_interval"`
 }
 
 // Kafka says where the event streams are.
@@ -102,7 +104,7 @@ func Default() Config {
 		Broker:    Broker{Listen: "127.0.0.1:9092", Partitions: 6},
 		Ingest:    ingest.Default(),
 		Transform: transform.DefaultConfig(),
-		Export:    Export{StaleAfterRefreshes: 3, PollInterval: 15 * time.Second},
+		Export:    Export{StaleAfterRefreshes: 3, PollInterval: 15 * time.Second, ScorecardInterval: time.Minute},
 	}
 }
 
@@ -223,6 +225,9 @@ func (c Config) Validate() error {
 	}
 	if c.Export.StaleAfterRefreshes < 1 {
 		errs = append(errs, fmt.Errorf("export.stale_after_refreshes: must be >= 1, got %d", c.Export.StaleAfterRefreshes))
+	}
+	if c.Export.ScorecardInterval < time.Second {
+		errs = append(errs, fmt.Errorf("export.scorecard_interval: must be >= 1s, got %s", c.Export.ScorecardInterval))
 	}
 	if c.Export.PollInterval < time.Second {
 		errs = append(errs, fmt.Errorf("export.poll_interval: must be >= 1s, got %s", c.Export.PollInterval))

@@ -164,12 +164,8 @@ func (p *process) gatherer() prometheus.Gatherer {
 	return exporter.Join(p.reg, p.kpis)
 }
 
-// scorecardEvery is how often the export role rebuilds /scorecard from
-// the KPI history.
-const scorecardEvery = time.Minute
-
 // buildScorecard keeps the /scorecard page current: the week to now, from
-// the stored KPI history, rebuilt every scorecardEvery.
+// the stored KPI history, rebuilt every export.scorecard_interval.
 func (p *process) buildScorecard(ctx context.Context) error {
 	log := p.opts.Logger.With("role", "export")
 	conn, _, err := openStore(ctx, p.cfg)
@@ -177,7 +173,7 @@ func (p *process) buildScorecard(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	t := time.NewTicker(scorecardEvery)
+	t := time.NewTicker(p.cfg.Export.ScorecardInterval)
 	defer t.Stop()
 	for {
 		r, err := scorecard.Build(ctx, conn, p.catalog, scorecard.Options{At: time.Now(), Period: scorecard.Week, Currency: p.cfg.Events.ReportingCurrency})

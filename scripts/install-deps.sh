@@ -31,6 +31,7 @@ all)
 	need prometheus prometheus
 	need amtool prometheus-alertmanager
 	need prometheus-alertmanager prometheus-alertmanager
+	need chromium chromium
 	need make make
 	need git git
 	need npm npm
