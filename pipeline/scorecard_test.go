@@ -97,7 +97,7 @@ func TestScorecardInChromium(t *testing.T) {
 			if k.Direction == catalog.LowerIsBetter {
 				off = *k.Target * 2
 			}
-			yesterday := time.Now().UTC().Truncate(24*time.Hour).Add(-12 * time.Hour)
+			yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-12 * time.Hour)
 			if err := transform.WriteResult(ctx, conn, transform.Result{KPI: k.Name, ComputedAt: yesterday, Window: k.Window.String(),
 				Series: []transform.Series{{Result: off}}}); err != nil {
 				t.Fatal(err)
