@@ -168,6 +168,11 @@ func (p *process) gatherer() prometheus.Gatherer {
 // the stored KPI history, rebuilt every export.scorecard_interval.
 func (p *process) buildScorecard(ctx context.Context) error {
 	log := p.opts.Logger.With("role", "export")
+	baselines := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kpibridge_kpi_baseline",
+		Help: "The KPI's baseline, where progress to its target is measured from (kpis baseline set, or the catalog's baseline)."}, []string{"kpi", "team"})
+	if err := p.reg.Register(baselines); err != nil {
+		return err
+	}
 	conn, _, err := openStore(ctx, p.cfg)
 	if err != nil {
 		return err
@@ -189,6 +194,14 @@ func (p *process) buildScorecard(ctx context.Context) error {
 		default:
 			b := page.Bytes()
 			p.scorecard.Store(&b)
+			baselines.Reset()
+			for _, g := range r.Goals {
+				for _, row := range g.Rows {
+					if row.BaselineValue != nil {
+						baselines.WithLabelValues(row.KPI.Name, row.KPI.Owner.Team).Set(*row.BaselineValue)
+					}
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():

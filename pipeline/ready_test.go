@@ -8,8 +8,11 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/broker"
+	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/internal/testenv"
+	"github.com/kpibridge/kpibridge/scorecard"
+	"github.com/kpibridge/kpibridge/transform"
 )
 
 // While no Kafka broker answers, the ingest role is not ready: /-/ready
@@ -59,11 +62,34 @@ func TestIngestIsNotReadyWithoutKafka(t *testing.T) {
 // The export role serves /scorecard from the KPI history the transform
 // writes: every exec KPI of the catalog is on it.
 func TestScorecardIsServed(t *testing.T) {
-	target, _ := testenv.MigratedClickHouse(t)
+	target, conn := testenv.MigratedClickHouse(t)
 	cfg := config.Default()
 	cfg.Kafka.Brokers = []string{testenv.Broker(t, 2)}
 	cfg.ClickHouse.DSN = target.DSN
+	cfg.Export.ScorecardInterval = time.Second
+	// A baseline recorded from yesterday's revenue is exported.
+	cat, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	yesterday := time.Now().UTC().AddDate(0, 0, -1).Truncate(24 * time.Hour)
+	if err := transform.WriteResult(t.Context(), conn, transform.Result{KPI: "revenue", ComputedAt: yesterday.Add(time.Hour), Window: "30d",
+		Series: []transform.Series{{Result: 42000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scorecard.SetBaseline(t.Context(), conn, cat, "revenue", yesterday, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	addr := serveAll(t, cfg)
+	waitFor(t, 30*time.Second, `kpibridge_kpi_baseline{kpi="revenue",team="finance"} 42000`, func() bool {
+		res, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return strings.Contains(string(b), `kpibridge_kpi_baseline{kpi="revenue",team="finance"} 42000`)
+	})
 	var page string
 	waitFor(t, 30*time.Second, "/scorecard", func() bool {
 		res, err := http.Get("http://" + addr + "/scorecard")

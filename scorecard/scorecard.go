@@ -9,6 +9,7 @@ package scorecard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -67,6 +68,7 @@ type Row struct {
 	WeekChange, MonthChange string // "+4.2 %", "—"
 	WeekClass, MonthClass   string // good, bad, flat
 	Progress                string // share of the way from baseline to target
+	BaselineValue           *float64
 	Trend                   []Point
 	Computed                time.Time
 }
@@ -169,38 +171,35 @@ ORDER BY kpi, day`, from, to, names)
 	return hist, last, rows.Err()
 }
 
-// baselineValues resolves each KPI's baseline: a fixed value, or its
-// value on the baseline date (the last computed that day or before).
+// baselineValues resolves each KPI's baseline: the latest recorded with
+// `kpibridge kpis baseline set`, else the catalog's fixed value or its
+// value on the catalog's date.
 func baselineValues(ctx context.Context, q Querier, kpis []catalog.KPI) (map[string]float64, error) {
-	out := map[string]float64{}
+	out, err := storedBaselines(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	for _, k := range kpis {
 		b := k.Baseline
-		switch {
-		case b == nil:
-		case b.Value != nil:
-			out[k.Name] = *b.Value
-		default:
-			day, err := b.AtTime()
-			if err != nil {
-				return nil, fmt.Errorf("kpi %s: baseline.at: %w", k.Name, err)
-			}
-			rows, err := q.Query(ctx, "SELECT argMax(value, computed_at), count() FROM kpi_values WHERE kpi = ? AND dimension = '' AND computed_at < ?", k.Name, day.AddDate(0, 0, 1))
-			if err != nil {
-				return nil, fmt.Errorf("kpi %s: baseline: %w", k.Name, err)
-			}
-			var v float64
-			var n uint64
-			if rows.Next() {
-				err = rows.Scan(&v, &n)
-			}
-			rows.Close()
-			if err != nil {
-				return nil, fmt.Errorf("kpi %s: baseline: %w", k.Name, err)
-			}
-			if n > 0 {
-				out[k.Name] = v
-			}
+		if _, ok := out[k.Name]; ok || b == nil {
+			continue
 		}
+		if b.Value != nil {
+			out[k.Name] = *b.Value
+			continue
+		}
+		day, err := b.AtTime()
+		if err != nil {
+			return nil, fmt.Errorf("kpi %s: baseline.at: %w", k.Name, err)
+		}
+		v, err := ValueOn(ctx, q, k.Name, day)
+		if errors.Is(err, ErrNoHistory) {
+			continue // no history that far back: no progress shown
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[k.Name] = v
 	}
 	return out, nil
 }
@@ -252,6 +251,7 @@ func evaluate(k catalog.KPI, h []Point, computed time.Time, baseline float64, ha
 	row.WeekChange, row.WeekClass, week, hasWeek = change(7)
 	row.MonthChange, row.MonthClass, _, _ = change(30)
 	if hasBaseline {
+		row.BaselineValue = &baseline
 		row.Baseline = display.Value(baseline, k, currency)
 		if k.Target != nil && *k.Target != baseline {
 			row.Progress = fmt.Sprintf("%.0f %%", 100*(v-baseline)/(*k.Target-baseline))

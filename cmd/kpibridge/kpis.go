@@ -14,6 +14,7 @@ import (
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/display"
+	"github.com/kpibridge/kpibridge/scorecard"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
@@ -53,6 +54,15 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 	bfFrom := backfill.Flag("from", "First day to compute (YYYY-MM-DD, 00:00 UTC).").Required().String()
 	bfTo := backfill.Flag("to", "Last day to compute (YYYY-MM-DD; default: today).").String()
 	bfStep := backfill.Flag("step", "Time between two computations.").Default("24h").Duration()
+
+	baseline := kpis.Command("baseline", "Record or list KPI baselines, the starting points progress to target is measured from.")
+	blSet := baseline.Command("set", "Record a KPI's value on a date (from its history) as its baseline; kept with who set it and what it replaced.")
+	a.addClickHouseFlag(blSet)
+	blName := blSet.Arg("name", "KPI name (see kpis list).").Required().String()
+	blAt := blSet.Flag("at", "Date whose value becomes the baseline (YYYY-MM-DD).").Required().String()
+	blBy := blSet.Flag("by", "Who sets it, for the audit trail (default: $USER).").String()
+	blList := baseline.Command("list", "List every recorded baseline: KPI, value, date, who, when, and the value it replaced.")
+	a.addClickHouseFlag(blList)
 
 	return []registered{
 		{list.FullCommand(), func(ctx context.Context) error {
@@ -128,6 +138,67 @@ func registerKPIs(k *kingpin.Application, a *app) []registered {
 			fmt.Fprintf(a.stdout, "backfilled %d points in time: %d KPI evaluations written, %d already there, %d failed (their errors are in kpi_runs)\n",
 				st.Points, st.Computed, st.Skipped, st.Failed)
 			return nil
+		}},
+		{blSet.FullCommand(), func(ctx context.Context) error {
+			c, cfg, err := load()
+			if err != nil {
+				return err
+			}
+			day, err := time.Parse("2006-01-02", *blAt)
+			if err != nil {
+				return fmt.Errorf("--at: want a date YYYY-MM-DD, got %q", *blAt)
+			}
+			by := *blBy
+			if by == "" {
+				by = a.getenv("USER")
+			}
+			if by == "" {
+				by = "unknown"
+			}
+			conn, err := a.openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			ch, err := scorecard.SetBaseline(ctx, conn, c, *blName, day, by, time.Now())
+			if err != nil {
+				return err
+			}
+			k, _ := c.Get(ch.KPI)
+			was := "none"
+			if ch.Previous != nil {
+				was = display.Value(*ch.Previous, k, cfg.Events.ReportingCurrency)
+			}
+			fmt.Fprintf(a.stdout, "baseline of %s set to %s (its value on %s) by %s; it was %s\n", ch.KPI,
+				display.Value(ch.Value, k, cfg.Events.ReportingCurrency), day.Format("2006-01-02"), by, was)
+			return nil
+		}},
+		{blList.FullCommand(), func(ctx context.Context) error {
+			c, cfg, err := load()
+			if err != nil {
+				return err
+			}
+			conn, err := a.openStore(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			log, err := scorecard.BaselineLog(ctx, conn)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "KPI\tBASELINE\tVALUE ON\tSET BY\tSET AT\tREPLACED")
+			for _, ch := range log {
+				k, _ := c.Get(ch.KPI)
+				was := "—"
+				if ch.Previous != nil {
+					was = display.Value(*ch.Previous, k, cfg.Events.ReportingCurrency)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ch.KPI, display.Value(ch.Value, k, cfg.Events.ReportingCurrency),
+					ch.At.Format("2006-01-02"), ch.SetBy, ch.SetAt.UTC().Format(time.RFC3339), was)
+			}
+			return tw.Flush()
 		}},
 		{docs.FullCommand(), func(ctx context.Context) error {
 			c, _, err := load()
