@@ -31,7 +31,7 @@ func TestChDBConformance(t *testing.T) {
 	s := chdbtest.Session(t, "conformance")
 	t.Logf("chDB version %s", chdbQuery(t, s, "SELECT version()"))
 	chdbtest.Migrate(t, s)
-	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs", "resolved_events", "customer_merges", "resolve_staging"} {
+	for _, table := range []string{"events", "dead_letters", "duplicates", "identity_map", "customers", "kpi_values", "kpi_runs", "resolved_events", "customer_merges", "resolve_staging", "kpi_baselines"} {
 		if got := chdbQuery(t, s, "SELECT count() FROM system.tables WHERE database = 'conformance' AND name = '"+table+"'"); got != "1" {
 			t.Errorf("table %s not created on current ClickHouse", table)
 		}
@@ -108,4 +108,10 @@ func inline(t *testing.T, q store.Query) string {
 var conformanceQueries = []string{
 	"SELECT type, uniqExact(event_id) FROM events WHERE occurred_at >= now() - INTERVAL 30 DAY GROUP BY type",
 	"SELECT reason, count() FROM dead_letters FINAL GROUP BY reason",
+	// The scorecard's history, baselines and backfill (package scorecard, transform.Backfill).
+	"SELECT kpi, toDate(computed_at) AS day, argMax(value, computed_at), max(computed_at) FROM kpi_values WHERE dimension = '' AND computed_at >= toDateTime('2026-01-01 00:00:00', 'UTC') AND computed_at <= toDateTime('2026-04-01 00:00:00', 'UTC') AND has(['leads', 'cac'], kpi) GROUP BY kpi, day ORDER BY kpi, day",
+	"SELECT argMax(value, computed_at), count() FROM kpi_values WHERE kpi = 'leads' AND dimension = '' AND computed_at < toDateTime('2026-03-02 00:00:00', 'UTC')",
+	"SELECT kpi, argMax(value, seq) FROM kpi_baselines GROUP BY kpi",
+	"SELECT kpi, value, at, set_by, set_at, previous, had_previous FROM kpi_baselines ORDER BY seq, kpi",
+	"SELECT kpi, computed_at FROM kpi_runs WHERE ok = 1 AND computed_at >= toDateTime('2026-01-01 00:00:00', 'UTC')",
 }
