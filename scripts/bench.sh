@@ -17,6 +17,8 @@ echo "== full default catalog refresh over ${KPIBRIDGE_BENCH_EVENTS:-10000000} e
 go test -run XXX -bench DefaultCatalogRefresh -benchtime 3x -timeout 60m ./transform/
 echo "== identity update over the same data set: 20,000 new events of known customers"
 go test -run XXX -bench IdentityUpdate -benchtime 3x -timeout 60m ./transform/
+echo "== executive scorecard: 40 exec KPIs with a year of history, built, then served 500 times (target p99 <= 100 ms)"
+go test -run XXX -bench Scorecard -benchtime 3x ./scorecard/
 echo "== ingest hot spots: dedupe window, ClickHouse insert of one 50,000-row batch"
 go test -run XXX -bench SeenSetAdd -benchmem ./ingest/
 go test -run XXX -bench InsertEvents -benchtime 20x -benchmem ./ingest/
