@@ -17,14 +17,7 @@ import (
 func TestBackfillIsTheHistoryAndIdempotent(t *testing.T) {
 	_, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
-	g := loadGolden(t, conn)
-	if _, err := g.resolver().Update(ctx); err != nil {
-		t.Fatal(err)
-	}
-	g.phase2(t)
-	if _, err := g.resolver().Update(ctx); err != nil {
-		t.Fatal(err)
-	}
+	loadResolvedGolden(t, conn)
 	cat, err := catalog.Default()
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@
 package transform_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -19,15 +18,7 @@ import (
 // every default KPI is evaluated there.
 func TestGoldenOnChDB(t *testing.T) {
 	target, conn := testenv.MigratedClickHouse(t)
-	ctx := context.Background()
-	g := loadGolden(t, conn)
-	if _, err := g.resolver().Update(ctx); err != nil {
-		t.Fatal(err)
-	}
-	g.phase2(t)
-	if _, err := g.resolver().Update(ctx); err != nil {
-		t.Fatal(err)
-	}
+	loadResolvedGolden(t, conn)
 	s := chdbtest.Session(t, "golden")
 	chdbtest.Migrate(t, s)
 	chdbtest.CopyTables(t, target, s, "events", "dead_letters", "duplicates", "identity_map", "resolved_events", "customer_merges")

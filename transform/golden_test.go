@@ -267,6 +267,21 @@ func (g *goldenData) phase2(t *testing.T) {
 	g.clock = received.Add(time.Second)
 }
 
+// loadResolvedGolden stores both phases and resolves identities after each,
+// as the golden test does: the data set the golden values hold for.
+func loadResolvedGolden(t *testing.T, conn store.Conn) *goldenData {
+	t.Helper()
+	g := loadGolden(t, conn)
+	if _, err := g.resolver().Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	g.phase2(t)
+	if _, err := g.resolver().Update(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
 // resolver is a new identity resolver (a restart) on the phases' clock.
 func (g *goldenData) resolver() *identity.Resolver {
 	r := identity.NewResolver(g.conn, nil)
