@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/store"
 )
+
+// backfillConcurrency is how many KPIs a backfill evaluates at once.
+const backfillConcurrency = 2
 
 // BackfillStats says what a backfill did.
 type BackfillStats struct {
@@ -64,31 +68,69 @@ func Backfill(ctx context.Context, conn store.Conn, cat *catalog.Catalog, from, 
 	for i, t := 0, from; !t.After(to); i, t = i+1, t.Add(step) {
 		started := time.Now()
 		st.Points++
-		prior := map[string]Result{}
 		cache := NewMeasureCache()
-		computed := 0
+		key := func(k catalog.KPI) string { return k.Name + "\x00" + t.UTC().Format(time.RFC3339) }
+		// KPIs of measures first, two at a time like the scheduler (sharing
+		// measures through the cache); derived ones after, from their results.
+		var plain, derived []catalog.KPI
 		for _, k := range cat.Order() {
-			if err := ctx.Err(); err != nil {
-				return st, err
-			}
-			key := k.Name + "\x00" + t.UTC().Format(time.RFC3339)
-			if done[key] {
+			switch {
+			case k.Type == catalog.TypeDerived:
+				derived = append(derived, k)
+			case done[key(k)] && !inputs[k.Name]:
 				st.Skipped++
-				if inputs[k.Name] { // a derived KPI still needs it: in memory only
-					prior[k.Name] = EvaluateShared(ctx, conn, k, t, prior, cache)
-				}
-				continue
+			default:
+				plain = append(plain, k)
 			}
-			res := EvaluateShared(ctx, conn, k, t, prior, cache)
-			prior[k.Name] = res
+		}
+		results := make([]Result, len(plain))
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, backfillConcurrency)
+		for j, k := range plain {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				results[j] = EvaluateShared(ctx, conn, k, t, nil, cache)
+			}()
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		prior := map[string]Result{}
+		computed := 0
+		write := func(k catalog.KPI, res Result) error {
+			if done[key(k)] {
+				st.Skipped++ // evaluated only as a derived KPI's input
+				return nil
+			}
 			if res.Err != nil {
 				st.Failed++
 			}
 			if err := WriteResult(ctx, conn, res); err != nil {
-				return st, err
+				return err
 			}
 			st.Computed++
 			computed++
+			return nil
+		}
+		for j, k := range plain {
+			prior[k.Name] = results[j]
+			if err := write(k, results[j]); err != nil {
+				return st, err
+			}
+		}
+		for _, k := range derived {
+			if done[key(k)] && !inputs[k.Name] {
+				st.Skipped++
+				continue
+			}
+			res := EvaluateShared(ctx, conn, k, t, prior, cache)
+			prior[k.Name] = res
+			if err := write(k, res); err != nil {
+				return st, err
+			}
 		}
 		if progress != nil {
 			fmt.Fprintf(progress, "backfill %s (%d/%d): %d KPIs computed in %s\n", t.UTC().Format("2006-01-02 15:04"), i+1, total, computed, time.Since(started).Round(10*time.Millisecond))
