@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/kpibridge/kpibridge/catalog"
 )
 
@@ -256,20 +258,5 @@ func unitWord(u catalog.Unit) string {
 	return ""
 }
 
-// promDuration writes d the way Prometheus does (1h, 15m, 1h30m).
-func promDuration(d time.Duration) string {
-	if d == 0 {
-		return "0s"
-	}
-	var b strings.Builder
-	for _, u := range []struct {
-		unit time.Duration
-		name string
-	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
-		if n := d / u.unit; n > 0 {
-			fmt.Fprintf(&b, "%d%s", n, u.name)
-			d -= n * u.unit
-		}
-	}
-	return b.String()
-}
+// promDuration writes d the way Prometheus does (1h, 15m, 1h30m, 1d).
+func promDuration(d time.Duration) string { return model.Duration(d).String() }
