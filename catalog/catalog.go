@@ -112,6 +112,14 @@ func (b Baseline) AtTime() (time.Time, error) { return time.Parse("2006-01-02", 
 // Goals are the shared goals KPIs are grouped by on the scorecards.
 func Goals() []string { return []string{"growth", "efficiency", "customer", "data_trust"} }
 
+// GoalTitle names a goal for people: "data_trust" is "Data trust".
+func GoalTitle(goal string) string {
+	if goal == "" {
+		return ""
+	}
+	return strings.ToUpper(goal[:1]) + strings.ReplaceAll(goal[1:], "_", " ")
+}
+
 // Owner is the team accountable for a KPI and how to reach it.
 type Owner struct {
 	Team    string `yaml:"team"`

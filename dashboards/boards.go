@@ -11,9 +11,6 @@ import (
 	"github.com/kpibridge/kpibridge/catalog"
 )
 
-// goalTitles name the shared goals on the scorecards.
-var goalTitles = map[string]string{"growth": "Growth", "efficiency": "Efficiency", "customer": "Customer", "data_trust": "Data trust"}
-
 // historyNeeded is why a period comparison is empty on a new deployment.
 const historyNeeded = "compares with Prometheus history a week or a month old, which a new deployment does not have yet"
 
@@ -32,7 +29,7 @@ func executive(cat *catalog.Catalog, cfg Config) board {
 			"**orange**: off target; **red**: past the warning threshold. Beside it, the change against a week and a month ago, " +
 			"green when it moved the good way. Hover a value for the KPI's definition, owner and target; the analyst dashboard breaks it down."}}})
 	for _, goal := range catalog.Goals() {
-		r := row{Title: goalTitles[goal]}
+		r := row{Title: catalog.GoalTitle(goal)}
 		for _, k := range cat.KPIs {
 			if k.Goal != goal || !audience(k, "exec") {
 				continue
@@ -123,7 +120,7 @@ func analyst(cat *catalog.Catalog, cfg Config) board {
 			queryVariable("campaign", "Campaign", `label_values(kpibridge_kpi_value{campaign_id!=""}, campaign_id)`, cfg),
 		}}
 	for _, goal := range catalog.Goals() {
-		r := row{Title: goalTitles[goal]}
+		r := row{Title: catalog.GoalTitle(goal)}
 		for _, k := range cat.KPIs {
 			if k.Goal != goal || !audience(k, "analyst") {
 				continue

@@ -115,7 +115,7 @@ func Build(ctx context.Context, q Querier, cat *catalog.Catalog, o Options) (Rep
 		return r, err
 	}
 	for _, goal := range catalog.Goals() {
-		g := Goal{Title: goalTitle(goal)}
+		g := Goal{Title: catalog.GoalTitle(goal)}
 		for _, k := range exec {
 			if k.Goal != goal {
 				continue
@@ -137,10 +137,6 @@ func Build(ctx context.Context, q Querier, cat *catalog.Catalog, o Options) (Rep
 	sort.SliceStable(r.Wins, func(i, j int) bool { return r.Wins[i].Day.After(r.Wins[j].Day) })
 	sort.SliceStable(r.Attention, func(i, j int) bool { return r.Attention[i].size > r.Attention[j].size })
 	return r, nil
-}
-
-func goalTitle(g string) string {
-	return map[string]string{"growth": "Growth", "efficiency": "Efficiency", "customer": "Customer", "data_trust": "Data trust"}[g]
 }
 
 // history is each KPI's last total of each day in [from, to], and when it was computed.
