@@ -9,22 +9,14 @@ import (
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/dashboards"
-	"github.com/kpibridge/kpibridge/transform"
 )
 
 func registerDashboards(k *kingpin.Application, a *app) []registered {
 	cmd := k.Command("dashboards", "Generate Grafana dashboards, Prometheus rules and the Alertmanager configuration from the KPI catalog.")
-	catalogFile := cmd.Flag("catalog", "KPI catalog file (default transform.catalog_file, else the embedded default).").String()
+	catalogFile := addCatalogFlag(cmd)
 	configFile := cmd.Flag("config", "Generator settings (datasource uids, Grafana URL, pipeline alert thresholds); default: dashboards/config.yaml's values.").String()
 	load := func() (*catalog.Catalog, dashboards.Config, error) {
-		cfg, err := a.config()
-		if err != nil {
-			return nil, dashboards.Config{}, err
-		}
-		if *catalogFile != "" {
-			cfg.Transform.CatalogFile = *catalogFile
-		}
-		c, err := transform.LoadCatalog(cfg.Transform)
+		c, _, err := a.loadCatalog(*catalogFile)
 		if err != nil {
 			return nil, dashboards.Config{}, err
 		}

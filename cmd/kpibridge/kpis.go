@@ -20,19 +20,9 @@ import (
 
 func registerKPIs(k *kingpin.Application, a *app) []registered {
 	kpis := k.Command("kpis", "Inspect the KPI catalog and compute KPIs on demand.")
-	catalogFile := kpis.Flag("catalog", "KPI catalog file (default transform.catalog_file, else the embedded default).").String()
+	catalogFile := addCatalogFlag(kpis)
 	// load reads the configuration and the catalog it names (or --catalog).
-	load := func() (*catalog.Catalog, config.Config, error) {
-		cfg, err := a.config()
-		if err != nil {
-			return nil, cfg, err
-		}
-		if *catalogFile != "" {
-			cfg.Transform.CatalogFile = *catalogFile
-		}
-		c, err := transform.LoadCatalog(cfg.Transform)
-		return c, cfg, err
-	}
+	load := func() (*catalog.Catalog, config.Config, error) { return a.loadCatalog(*catalogFile) }
 
 	list := kpis.Command("list", "List every KPI with its owner, unit, window, target and dimensions.")
 	listFormat := list.Flag("format", "Output format: table or json.").Default("table").Enum("table", "json")

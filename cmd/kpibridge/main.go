@@ -15,8 +15,10 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/store"
+	"github.com/kpibridge/kpibridge/transform"
 )
 
 // buildVersion is set at build time with -ldflags "-X main.buildVersion=…".
@@ -152,6 +154,25 @@ func (a *app) config() (config.Config, error) {
 		return cfg, fmt.Errorf("invalid configuration (defaults, environment and flags):\n%w", err)
 	}
 	return cfg, nil
+}
+
+// addCatalogFlag adds --catalog; it overrides transform.catalog_file.
+func addCatalogFlag(cmd *kingpin.CmdClause) *string {
+	return cmd.Flag("catalog", "KPI catalog file (default transform.catalog_file, else the embedded default).").String()
+}
+
+// loadCatalog loads the configuration and the KPI catalog it names, or
+// file (--catalog) when given.
+func (a *app) loadCatalog(file string) (*catalog.Catalog, config.Config, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, cfg, err
+	}
+	if file != "" {
+		cfg.Transform.CatalogFile = file
+	}
+	c, err := transform.LoadCatalog(cfg.Transform)
+	return c, cfg, err
 }
 
 // openStore connects to the configured ClickHouse database.

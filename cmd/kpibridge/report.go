@@ -13,7 +13,6 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/kpibridge/kpibridge/scorecard"
-	"github.com/kpibridge/kpibridge/transform"
 )
 
 func registerReport(k *kingpin.Application, a *app) []registered {
@@ -23,7 +22,7 @@ func registerReport(k *kingpin.Application, a *app) []registered {
 	at := cmd.Flag("at", "Last day of the period (YYYY-MM-DD; default: now).").String()
 	out := cmd.Flag("out", "File to write.").Required().String()
 	format := cmd.Flag("format", "html, or pdf (rendered with headless Chromium, Debian package chromium).").Default("html").Enum("html", "pdf")
-	catalogFile := cmd.Flag("catalog", "KPI catalog file (default transform.catalog_file, else the embedded default).").String()
+	catalogFile := addCatalogFlag(cmd)
 	return []registered{{cmd.FullCommand(), func(ctx context.Context) error {
 		end := time.Now().UTC()
 		if *at != "" {
@@ -43,14 +42,7 @@ func registerReport(k *kingpin.Application, a *app) []registered {
 				return err
 			}
 		}
-		cfg, err := a.config()
-		if err != nil {
-			return err
-		}
-		if *catalogFile != "" {
-			cfg.Transform.CatalogFile = *catalogFile
-		}
-		cat, err := transform.LoadCatalog(cfg.Transform)
+		cat, cfg, err := a.loadCatalog(*catalogFile)
 		if err != nil {
 			return err
 		}
