@@ -173,11 +173,9 @@ func (p *process) buildScorecard(ctx context.Context) error {
 	if err := p.reg.Register(baselines); err != nil {
 		return err
 	}
-	conn, _, err := openStore(ctx, p.cfg)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
+	// The export role's connection (its own, or the transform's in this
+	// process): the same database, a pool safe to share.
+	conn := p.conns[0]
 	t := time.NewTicker(p.cfg.Export.ScorecardInterval)
 	defer t.Stop()
 	for {
