@@ -3,7 +3,6 @@ package demo_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"math"
@@ -88,25 +87,20 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 	// Prometheus loads the generated rules and evaluates them against the
 	// demo's KPIs: some alert is pending or firing within a minute.
 	var alerts struct {
-		Data struct {
-			Alerts []struct {
-				Labels map[string]string
-				State  string
-			}
+		Alerts []struct {
+			Labels map[string]string
+			State  string
 		}
 	}
 	deadline = time.Now().Add(60 * time.Second)
-	for len(alerts.Data.Alerts) == 0 && time.Now().Before(deadline) {
+	for len(alerts.Alerts) == 0 && time.Now().Before(deadline) {
 		time.Sleep(time.Second)
-		if res, err := http.Get("http://" + promAddr + "/api/v1/alerts"); err == nil {
-			_ = json.NewDecoder(res.Body).Decode(&alerts)
-			res.Body.Close()
-		}
+		_ = testenv.PromAPI(ctx, promAddr, "/api/v1/alerts", &alerts)
 	}
-	if len(alerts.Data.Alerts) == 0 {
+	if len(alerts.Alerts) == 0 {
 		t.Errorf("no alert pending or firing in the demo's Prometheus after a minute")
 	}
-	for _, a := range alerts.Data.Alerts {
+	for _, a := range alerts.Alerts {
 		if a.Labels["severity"] == "" || a.Labels["team"] == "" {
 			t.Errorf("alert %v lacks severity or team", a.Labels)
 		}

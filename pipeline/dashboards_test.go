@@ -3,7 +3,6 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -252,28 +251,11 @@ type ruleGroup struct {
 }
 
 func promRules(ctx context.Context, addr string) ([]ruleGroup, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/rules", nil)
-	if err != nil {
-		return nil, err
+	var data struct {
+		Groups []ruleGroup `json:"groups"`
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Data   struct {
-			Groups []ruleGroup `json:"groups"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("decode /api/v1/rules: %w", err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("/api/v1/rules: status %q", body.Status)
-	}
-	return body.Data.Groups, nil
+	err := testenv.PromAPI(ctx, addr, "/api/v1/rules", &data)
+	return data.Groups, err
 }
 
 // exposedFamilies are the metric names on the exporter's /metrics, with

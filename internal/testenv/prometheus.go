@@ -119,39 +119,20 @@ type Sample struct {
 // returns its series: none when the query has no data, one for a scalar. The
 // error carries Prometheus's own message when it rejects the query.
 func PromQuery(ctx context.Context, addr, q string) ([]Sample, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/query?query="+url.QueryEscape(q), nil)
-	if err != nil {
+	var data struct {
+		ResultType string          `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	if err := PromAPI(ctx, addr, "/api/v1/query?query="+url.QueryEscape(q), &data); err != nil {
 		return nil, err
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	var body struct {
-		Status    string `json:"status"`
-		ErrorType string `json:"errorType"`
-		Error     string `json:"error"`
-		Data      struct {
-			ResultType string          `json:"resultType"`
-			Result     json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("decode answer of %s (HTTP %s): %w", addr, res.Status, err)
-	}
-	if body.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", body.ErrorType, body.Error)
-	}
-	switch body.Data.ResultType {
+	switch data.ResultType {
 	case "vector":
 		var vec []struct {
 			Metric map[string]string `json:"metric"`
 			Value  [2]any            `json:"value"`
 		}
-		if err := json.Unmarshal(body.Data.Result, &vec); err != nil {
+		if err := json.Unmarshal(data.Result, &vec); err != nil {
 			return nil, fmt.Errorf("decode vector: %w", err)
 		}
 		out := make([]Sample, 0, len(vec))
@@ -165,7 +146,7 @@ func PromQuery(ctx context.Context, addr, q string) ([]Sample, error) {
 		return out, nil
 	case "scalar":
 		var s [2]any
-		if err := json.Unmarshal(body.Data.Result, &s); err != nil {
+		if err := json.Unmarshal(data.Result, &s); err != nil {
 			return nil, fmt.Errorf("decode scalar: %w", err)
 		}
 		v, err := sampleValue(s)
@@ -174,7 +155,40 @@ func PromQuery(ctx context.Context, addr, q string) ([]Sample, error) {
 		}
 		return []Sample{{Value: v}}, nil
 	}
-	return nil, fmt.Errorf("result type %q: only vector and scalar are supported", body.Data.ResultType)
+	return nil, fmt.Errorf("result type %q: only vector and scalar are supported", data.ResultType)
+}
+
+// PromAPI GETs path from the Prometheus HTTP API at addr and decodes the
+// answer's data into data. The error carries Prometheus's own message when
+// it refuses the request.
+func PromAPI(ctx context.Context, addr, path string, data any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	var body struct {
+		Status    string          `json:"status"`
+		ErrorType string          `json:"errorType"`
+		Error     string          `json:"error"`
+		Data      json.RawMessage `json:"data"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return fmt.Errorf("decode answer of %s (HTTP %s): %w", addr, res.Status, err)
+	}
+	if body.Status != "success" {
+		return fmt.Errorf("%s: %s", body.ErrorType, body.Error)
+	}
+	if err := json.Unmarshal(body.Data, data); err != nil {
+		return fmt.Errorf("decode %s: %w", path, err)
+	}
+	return nil
 }
 
 // sampleValue reads the value of a [timestamp, "value"] pair.
