@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
+	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/store"
 )
 
@@ -33,17 +34,26 @@ func ResolvedSQL(cols []string, where string, withID bool) string {
 		list, outID, list, inID, where, mergedID)
 }
 
+// sqlStrings writes schema constants (event types) as SQL string literals.
+func sqlStrings(vals []string) string {
+	quoted := make([]string, len(vals))
+	for i, v := range vals {
+		quoted[i] = "'" + v + "'"
+	}
+	return strings.Join(quoted, ", ")
+}
+
 // eventList is ResolvedColumns quoted and comma-separated.
 var eventList = strings.Join(store.QuoteIdents(ResolvedColumns), ", ")
 
 // stageEventsSQL freezes in resolve_staging the events ingested in
 // [from, upper] that resolved_events does not hold yet, each once: %[1]s
 // is the column list, %[2]s the query of resolved_events to check against.
-const stageEventsSQL = `INSERT INTO resolve_staging (%[1]s, identifier)
+var stageEventsSQL = `INSERT INTO resolve_staging (%[1]s, identifier)
 SELECT %[1]s, ` + catalog.IdentifierExpr + `
 FROM events
 WHERE ingested_at >= ? AND ingested_at <= ?
-  AND type NOT IN ('campaign.daily_stats', 'martech.cost')
+  AND type NOT IN (` + sqlStrings(events.CorrectableTypes()) + `)
   AND (type, occurred_at, event_id) NOT IN (%[2]s)
 LIMIT 1 BY event_id`
 

@@ -483,7 +483,7 @@ func (r *Resolver) saveState(ctx context.Context, key, value string, now time.Ti
 // lookback before it (%[1]s is min for first touch, max for last touch;
 // ties go to the smaller channel, then campaign). Aliases are prefixed x_
 // so that none shadows a column another aggregate reads.
-const customersSQL = `INSERT INTO customers (customer_id, crm_contact_id, acquisition_channel, acquisition_campaign, acquisition_class,
+var customersSQL = `INSERT INTO customers (customer_id, crm_contact_id, acquisition_channel, acquisition_campaign, acquisition_class,
   lead_channel, lead_campaign, lead_class, segment, country,
   stage, orders, revenue, channels_count, is_crm, churned, first_seen, last_seen, first_order_at, last_order_at,
   reached_lead_at, reached_mql_at, reached_sql_at, reached_opportunity_at, reached_customer_at, won_at,
@@ -533,7 +533,7 @@ FROM (
   SELECT type, occurred_at, crm_contact_id, channel, campaign_id, segment, country, entity_id, amount, outcome, order_channel,
     multiIf(type != 'lead.stage_changed', 0, stage = 'lead', 1, stage = 'mql', 2, stage = 'sql', 3, stage = 'opportunity', 4, stage = 'customer', 5, 0) AS stage_rank,
     ` + catalog.TouchChannelExpr + ` AS touch_channel,
-    type IN ('web.visit', 'app.session', 'email.opened', 'email.clicked', 'form.submitted') AND channel != '' AS is_touch,
+    type IN (` + sqlStrings(catalog.TouchTypes()) + `) AND channel != '' AS is_touch,
     customer
   FROM (%[2]s)
   WHERE %[3]s
