@@ -72,6 +72,13 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 	if err != nil {
 		return err
 	}
+	if o.ClickHouseDSN == "" {
+		// The embedded broker starts empty each run: so does the private
+		// database, or a second run would add its history to the first's.
+		if err := store.DropDatabase(ctx, target); err != nil {
+			return err
+		}
+	}
 	if _, err := store.Migrate(ctx, target, logger); err != nil {
 		return err
 	}
@@ -103,8 +110,11 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 		return fmt.Errorf("back-fill: %w", err)
 	}
 	backfilled := int64(len(sink.valid))
-	fmt.Fprintf(out, "back-filled %d valid events up to %s; %d more messages of the simulated future wait for the live stream\n",
-		backfilled, cut.Format(time.RFC3339), len(sink.held))
+	fmt.Fprintf(out, "back-filled %d valid events up to %s", backfilled, cut.Format(time.RFC3339))
+	if o.Speed > 0 {
+		fmt.Fprintf(out, "; %d more messages of the simulated future wait for the live stream", len(sink.held))
+	}
+	fmt.Fprintln(out)
 
 	cfg := base
 	cfg.Kafka.Brokers = []string{b.Addr()}

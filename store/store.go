@@ -106,26 +106,24 @@ const codeUnknownDatabase = 81
 
 // CreateDatabase creates the target's database if it does not exist yet.
 func CreateDatabase(ctx context.Context, t Target) error {
-	conn, err := open(ctx, t, "default")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+t.Database); err != nil {
-		return fmt.Errorf("create database %s: %w", t.Database, err)
-	}
-	return nil
+	return onServer(ctx, t, "create database "+t.Database, "CREATE DATABASE IF NOT EXISTS "+t.Database)
 }
 
-// DropDatabase removes the target's database; tests use it to clean up.
+// DropDatabase removes the target's database and everything in it.
 func DropDatabase(ctx context.Context, t Target) error {
+	return onServer(ctx, t, "drop database "+t.Database, "DROP DATABASE IF EXISTS "+t.Database)
+}
+
+// onServer runs stmt, which is about the target's database, from the
+// server's default database.
+func onServer(ctx context.Context, t Target, what, stmt string) error {
 	conn, err := open(ctx, t, "default")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+t.Database); err != nil {
-		return fmt.Errorf("drop database %s: %w", t.Database, err)
+	if err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
