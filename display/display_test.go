@@ -214,6 +214,37 @@ func TestStatus(t *testing.T) {
 			if word != tc.word || cls != tc.cls {
 				t.Errorf("Status(%v) = %q, %q; want %q, %q", tc.v, word, cls, tc.word, tc.cls)
 			}
+			// A value read within its freshness bound keeps its status.
+			if word, cls := display.StatusAt(tc.k, tc.v, time.Hour, time.Hour); word != tc.word || cls != tc.cls {
+				t.Errorf("StatusAt(%v, fresh) = %q, %q; want %q, %q", tc.v, word, cls, tc.word, tc.cls)
+			}
+		})
+	}
+}
+
+// A value older than its freshness bound is stale whatever it was: on
+// track, off track or without a target. No value stays no value.
+func TestStatusStale(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	cac := catalog.KPI{Unit: catalog.UnitCurrency, Direction: catalog.LowerIsBetter, Target: f(600), Warning: f(800)}
+	noTarget := catalog.KPI{Unit: catalog.UnitCount, Direction: catalog.HigherIsBetter}
+	for _, tc := range []struct {
+		name      string
+		k         catalog.KPI
+		v         float64
+		age       time.Duration
+		word, cls string
+	}{
+		{"on track, just within the bound", cac, 500, 24 * time.Hour, "on track", "ok"},
+		{"on track, past the bound", cac, 500, 24*time.Hour + time.Second, "stale", "muted"},
+		{"off track, past the bound", cac, 900, 72 * time.Hour, "stale", "muted"},
+		{"no target, past the bound", noTarget, 42, 72 * time.Hour, "stale", "muted"},
+		{"no value, past the bound", cac, math.NaN(), 72 * time.Hour, "no value", "muted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if word, cls := display.StatusAt(tc.k, tc.v, tc.age, 24*time.Hour); word != tc.word || cls != tc.cls {
+				t.Errorf("StatusAt(%v, %s) = %q, %q; want %q, %q", tc.v, tc.age, word, cls, tc.word, tc.cls)
+			}
 		})
 	}
 }

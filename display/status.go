@@ -2,6 +2,7 @@ package display
 
 import (
 	"math"
+	"time"
 
 	"github.com/kpibridge/kpibridge/catalog"
 )
@@ -19,6 +20,10 @@ const (
 	NoTarget = "no target"
 	// NoValue: the value is not a number.
 	NoValue = "no value"
+	// Stale: the latest value is older than the KPI's freshness bound, so
+	// it no longer says where the KPI stands (the pipeline stopped
+	// refreshing it).
+	Stale = "stale"
 )
 
 // Status says where v stands against the KPI's target and warning
@@ -47,4 +52,14 @@ func Status(k catalog.KPI, v float64) (word, class string) {
 		return AtRisk, "warn"
 	}
 	return OffTrack, "bad"
+}
+
+// StatusAt is Status for a value that is age old when read, which must be
+// no older than maxAge: an older value is Stale ("muted"), whatever it
+// was, since where it stood then is not where the KPI stands now.
+func StatusAt(k catalog.KPI, v float64, age, maxAge time.Duration) (word, class string) {
+	if age > maxAge && !math.IsNaN(v) {
+		return Stale, "muted"
+	}
+	return Status(k, v)
 }

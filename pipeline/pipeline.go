@@ -179,7 +179,7 @@ func (p *process) buildScorecard(ctx context.Context) error {
 	t := time.NewTicker(p.cfg.Export.ScorecardInterval)
 	defer t.Stop()
 	for {
-		r, err := scorecard.Build(ctx, conn, p.catalog, scorecard.Options{At: time.Now(), Period: scorecard.Week, Currency: p.cfg.Events.ReportingCurrency})
+		r, err := scorecard.Build(ctx, conn, p.catalog, scorecard.Options{At: time.Now(), Period: scorecard.Week, Currency: p.cfg.Events.ReportingCurrency, Staleness: p.cfg.Export.StaleAfterRefreshes})
 		var page bytes.Buffer
 		if err == nil {
 			err = scorecard.Render(&page, r)

@@ -41,6 +41,11 @@ type Options struct {
 	At       time.Time // end of the period; the values are the latest at or before it
 	Period   string    // Week or Month: what counts as "this period" for wins and attention
 	Currency string    // reporting currency, for money
+	// Staleness is how many refresh intervals old a KPI's latest value may
+	// be before its status is "stale" (export.stale_after_refreshes; 0
+	// means 3). The history is daily, so a value up to a day old is never
+	// stale: a backfilled day's value stands for that day.
+	Staleness int
 }
 
 // Report is a scorecard, ready to render.
@@ -73,10 +78,11 @@ type Row struct {
 	Computed                time.Time
 }
 
-// Point is one day of a KPI's history.
+// Point is one day of a KPI's history: its last value that day.
 type Point struct {
-	Day   time.Time
-	Value float64
+	Day      time.Time
+	Value    float64
+	Computed time.Time // when that value was computed
 }
 
 // Event is a win or a KPI needing attention.
@@ -105,7 +111,7 @@ func Build(ctx context.Context, q Querier, cat *catalog.Catalog, o Options) (Rep
 			names = append(names, k.Name)
 		}
 	}
-	hist, computed, err := history(ctx, q, names, at.AddDate(0, 0, -trendDays-31), at)
+	hist, err := history(ctx, q, names, at.AddDate(0, 0, -trendDays-31), at)
 	if err != nil {
 		return r, err
 	}
@@ -121,7 +127,7 @@ func Build(ctx context.Context, q Querier, cat *catalog.Catalog, o Options) (Rep
 				continue
 			}
 			b, hasB := baselines[k.Name]
-			row, win, attention := evaluate(k, hist[k.Name], computed[k.Name], b, hasB, r, o.Currency)
+			row, win, attention := evaluate(k, hist[k.Name], b, hasB, r, o)
 			g.Rows = append(g.Rows, row)
 			if win != nil {
 				r.Wins = append(r.Wins, *win)
@@ -140,31 +146,27 @@ func Build(ctx context.Context, q Querier, cat *catalog.Catalog, o Options) (Rep
 }
 
 // history is each KPI's last total of each day in [from, to], and when it was computed.
-func history(ctx context.Context, q Querier, names []string, from, to time.Time) (map[string][]Point, map[string]time.Time, error) {
+func history(ctx context.Context, q Querier, names []string, from, to time.Time) (map[string][]Point, error) {
 	rows, err := q.Query(ctx, `SELECT kpi, toDate(computed_at) AS day, argMax(value, computed_at), max(computed_at)
 FROM kpi_values
 WHERE dimension = '' AND computed_at >= ? AND computed_at <= ? AND has(?, kpi)
 GROUP BY kpi, day
 ORDER BY kpi, day`, from, to, names)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read KPI history: %w", err)
+		return nil, fmt.Errorf("read KPI history: %w", err)
 	}
 	defer rows.Close()
 	hist := map[string][]Point{}
-	last := map[string]time.Time{}
 	for rows.Next() {
 		var k string
 		var day, at time.Time
 		var v float64
 		if err := rows.Scan(&k, &day, &v, &at); err != nil {
-			return nil, nil, fmt.Errorf("read KPI history: %w", err)
+			return nil, fmt.Errorf("read KPI history: %w", err)
 		}
-		hist[k] = append(hist[k], Point{Day: time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC), Value: v})
-		if at.After(last[k]) {
-			last[k] = at.UTC()
-		}
+		hist[k] = append(hist[k], Point{Day: time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC), Value: v, Computed: at.UTC()})
 	}
-	return hist, last, rows.Err()
+	return hist, rows.Err()
 }
 
 // baselineValues resolves each KPI's baseline: the latest recorded with
@@ -200,31 +202,49 @@ func baselineValues(ctx context.Context, q Querier, kpis []catalog.KPI) (map[str
 	return out, nil
 }
 
-// valueAt is the last point on or before day.
-func valueAt(h []Point, day time.Time) (float64, bool) {
+// pointAt is the last point on or before day.
+func pointAt(h []Point, day time.Time) (Point, bool) {
 	for i := len(h) - 1; i >= 0; i-- {
 		if !h[i].Day.After(day) {
-			return h[i].Value, true
+			return h[i], true
 		}
 	}
-	return 0, false
+	return Point{}, false
 }
 
-func evaluate(k catalog.KPI, h []Point, computed time.Time, baseline float64, hasBaseline bool, r Report, currency string) (Row, *Event, *Event) {
-	row := Row{KPI: k, Value: "—", WeekChange: "—", MonthChange: "—", Progress: "—", Baseline: "—", Computed: computed,
-		Target: display.Target(k, currency), Status: "no value", StatusClass: "muted"}
+// valueAt is the value of the last point on or before day.
+func valueAt(h []Point, day time.Time) (float64, bool) {
+	p, ok := pointAt(h, day)
+	return p.Value, ok
+}
+
+// maxAge is how old a KPI's latest value may be and still not be stale.
+func (o Options) maxAge(k catalog.KPI) time.Duration {
+	n := o.Staleness
+	if n <= 0 {
+		n = 3
+	}
+	return max(time.Duration(n)*time.Duration(k.Refresh), 24*time.Hour)
+}
+
+func evaluate(k catalog.KPI, h []Point, baseline float64, hasBaseline bool, r Report, o Options) (Row, *Event, *Event) {
+	currency := o.Currency
+	row := Row{KPI: k, Value: "—", WeekChange: "—", MonthChange: "—", Progress: "—", Baseline: "—",
+		Target: display.Target(k, currency), Status: display.NoValue, StatusClass: "muted"}
 	today := r.At.Truncate(24 * time.Hour)
 	for _, p := range h {
 		if !p.Day.Before(today.AddDate(0, 0, -trendDays)) {
 			row.Trend = append(row.Trend, p)
 		}
 	}
-	v, ok := valueAt(h, today)
+	last, ok := pointAt(h, today)
 	if !ok {
 		return row, nil, nil
 	}
+	v := last.Value
+	row.Computed = last.Computed
 	row.Value = display.Value(v, k, currency)
-	row.Status, row.StatusClass = display.Status(k, v)
+	row.Status, row.StatusClass = display.StatusAt(k, v, r.At.Sub(last.Computed), o.maxAge(k))
 	better := func(change float64) string {
 		switch {
 		case math.Abs(change) < 1e-9:
@@ -261,7 +281,7 @@ func evaluate(k catalog.KPI, h []Point, computed time.Time, baseline float64, ha
 		}
 		before, _ := display.Status(k, h[i-1].Value)
 		now, _ := display.Status(k, h[i].Value)
-		if before != "on track" && now == "on track" {
+		if before != display.OnTrack && now == display.OnTrack {
 			win = &Event{KPI: k.Name, Title: k.Title, Team: k.Owner.Team, Day: h[i].Day,
 				Text: fmt.Sprintf("reached %s (target %s)", display.Value(h[i].Value, k, currency), display.Target(k, currency))}
 		}
@@ -275,7 +295,11 @@ func evaluate(k catalog.KPI, h []Point, computed time.Time, baseline float64, ha
 		startStatus, _ = display.Status(k, start)
 	}
 	switch {
-	case startStatus == "on track" && row.Status != "on track" && row.Status != "no target":
+	case row.Status == display.Stale:
+		// Listed first: the page cannot say where this KPI stands.
+		attention = &Event{KPI: k.Name, Title: k.Title, Team: k.Owner.Team, Day: today, size: math.Inf(1),
+			Text: fmt.Sprintf("not updated since %s UTC: %s is its last value", last.Computed.Format("2 Jan 15:04"), row.Value)}
+	case startStatus == display.OnTrack && row.Status != display.OnTrack && row.Status != display.NoTarget:
 		attention = &Event{KPI: k.Name, Title: k.Title, Team: k.Owner.Team, Day: today, size: math.Abs((v - start) / math.Max(math.Abs(start), 1e-9)),
 			Text: fmt.Sprintf("went %s: %s (target %s, %s at the period's start)", row.Status, row.Value, row.Target, display.Value(start, k, currency))}
 	case hasWeek && better(week) == "bad" && math.Abs(week) > *k.Alert.Regression:

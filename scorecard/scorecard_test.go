@@ -43,6 +43,9 @@ func TestScorecardFromHistory(t *testing.T) {
 		write("leads", day, leads)
 		write("cac", day, cac)
 		write("revenue", day, 50000)
+		if d <= 17 {
+			write("orders", day, 3200) // on target, then not computed for three days
+		}
 	}
 	r, err := scorecard.Build(ctx, conn, cat, scorecard.Options{At: at, Period: scorecard.Week, Currency: "EUR"})
 	if err != nil {
@@ -51,8 +54,9 @@ func TestScorecardFromHistory(t *testing.T) {
 	if len(r.Wins) != 1 || r.Wins[0].KPI != "leads" || !r.Wins[0].Day.Equal(at.AddDate(0, 0, -3).Truncate(24*time.Hour)) {
 		t.Errorf("wins %+v, want leads on %s", r.Wins, at.AddDate(0, 0, -3).Format("2006-01-02"))
 	}
-	if len(r.Attention) == 0 || r.Attention[0].KPI != "cac" || !strings.Contains(r.Attention[0].Text, "went off track") {
-		t.Errorf("needs attention %+v, want cac off track first", r.Attention)
+	if len(r.Attention) != 2 || r.Attention[0].KPI != "orders" || !strings.Contains(r.Attention[0].Text, "not updated since 27 Mar 00:00 UTC") ||
+		r.Attention[1].KPI != "cac" || !strings.Contains(r.Attention[1].Text, "went off track") {
+		t.Errorf("needs attention %+v, want orders not updated, then cac off track", r.Attention)
 	}
 	rows := map[string]scorecard.Row{}
 	for _, g := range r.Goals {
@@ -68,8 +72,11 @@ func TestScorecardFromHistory(t *testing.T) {
 	if cac := rows["cac"]; cac.Value != "EUR 850.00" || cac.Status != "off track" || cac.WeekClass != "bad" {
 		t.Errorf("cac row %+v", cac)
 	}
-	if rows["orders"].Value != "—" || rows["orders"].Status != "no value" {
-		t.Errorf("a KPI without history: %+v", rows["orders"])
+	if o := rows["orders"]; o.Value != "3,200" || o.Status != "stale" || o.StatusClass != "muted" || !o.Computed.Equal(at.AddDate(0, 0, -3).Truncate(24*time.Hour)) {
+		t.Errorf("a KPI last computed three days ago: %+v", o)
+	}
+	if rows["new_customers"].Value != "—" || rows["new_customers"].Status != "no value" {
+		t.Errorf("a KPI without history: %+v", rows["new_customers"])
 	}
 	var page bytes.Buffer
 	if err := scorecard.Render(&page, r); err != nil {

@@ -51,7 +51,7 @@ func registerReport(k *kingpin.Application, a *app) []registered {
 			return err
 		}
 		defer conn.Close()
-		r, err := scorecard.Build(ctx, conn, cat, scorecard.Options{At: end, Period: *period, Currency: cfg.Events.ReportingCurrency})
+		r, err := scorecard.Build(ctx, conn, cat, scorecard.Options{At: end, Period: *period, Currency: cfg.Events.ReportingCurrency, Staleness: cfg.Export.StaleAfterRefreshes})
 		if err != nil {
 			return err
 		}
