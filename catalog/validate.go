@@ -16,6 +16,14 @@ import (
 
 var nameRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
+// ReservedLabels are label names a dimension cannot take: the exporter's
+// own labels on every KPI series (kpi, team), those Prometheus sets on
+// every scraped series or uses in histograms and summaries (job, instance,
+// le, quantile), and those the generated alert rules and Alertmanager
+// routes add (severity, alertname). A dimension under one of these names
+// would collide with it in the exporter or be renamed by Prometheus.
+var ReservedLabels = []string{"kpi", "team", "job", "instance", "le", "quantile", "severity", "alertname"}
+
 // Validate checks the catalog as a whole and returns every problem, each
 // naming the file, line, KPI and field.
 func (c *Catalog) Validate() error {
@@ -130,6 +138,8 @@ func (c *Catalog) Validate() error {
 		for _, d := range k.Dimensions {
 			if !nameRe.MatchString(d) || seenDim[d] {
 				fail("dimensions", "%q is not a valid, unique dimension name", d)
+			} else if slices.Contains(ReservedLabels, d) {
+				fail("dimensions", "%q is a reserved label name (%s); name the dimension otherwise, e.g. %s_name, and map it to its column in the measure's dimensions", d, strings.Join(ReservedLabels, ", "), d)
 			}
 			seenDim[d] = true
 		}
