@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 //go:embed migrations/*.sql
@@ -168,7 +171,7 @@ func ApplyMigrations(ctx context.Context, t Target, ms []Migration, logger *slog
 		}
 		start := time.Now()
 		for i, stmt := range m.Statements {
-			if err := conn.Exec(ctx, stmt); err != nil {
+			if err := applyStatement(ctx, conn, t.Database, stmt); err != nil {
 				return res, fmt.Errorf("migration %s, statement %d of %d: %w", m.Name, i+1, len(m.Statements), err)
 			}
 		}
@@ -189,6 +192,53 @@ func ApplyMigrations(ctx context.Context, t Target, ms []Migration, logger *slog
 		}
 	}
 	return res, nil
+}
+
+// addColumn matches ALTER TABLE t ADD COLUMN c …, which ClickHouse 18.16
+// cannot write as IF NOT EXISTS.
+var addColumn = regexp.MustCompile("(?is)^ALTER\\s+TABLE\\s+`?([a-z0-9_]+)`?\\s+ADD\\s+COLUMN\\s+`?([a-z0-9_]+)`?\\s")
+
+// ClickHouse error codes a re-run or a concurrent migration meets.
+const (
+	codeIllegalColumn      = 44 // "column with this name already exists", among others
+	codeTableAlreadyExists = 57
+)
+
+// applyStatement runs one migration statement so that running it again
+// changes nothing and does not fail, which is what lets a migration that
+// failed half-way be re-run, and two processes migrate at once:
+//   - CREATE … IF NOT EXISTS is idempotent, except that two servers'
+//     sessions racing can both pass the check: the loser's "already
+//     exists" is success;
+//   - ADD COLUMN is skipped when the column exists (checked first, and
+//     again when the ALTER fails, for the same race);
+//   - ALTER … DELETE and MODIFY TTL are idempotent as they are.
+//
+// A new migration must keep to these forms (TestMigrationsAreIdempotent).
+func applyStatement(ctx context.Context, conn Conn, database, stmt string) error {
+	add := addColumn.FindStringSubmatch(stmt)
+	exists := func() (bool, error) {
+		var n uint64
+		err := conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?", database, add[1], add[2]).Scan(&n)
+		return n > 0, err
+	}
+	if add != nil {
+		if ok, err := exists(); err != nil || ok {
+			return err
+		}
+	}
+	err := conn.Exec(ctx, stmt)
+	var ex *clickhouse.Exception
+	switch {
+	case err == nil || !errors.As(err, &ex):
+	case ex.Code == codeTableAlreadyExists && strings.Contains(strings.ToUpper(stmt), "IF NOT EXISTS"):
+		return nil
+	case ex.Code == codeIllegalColumn && add != nil:
+		if ok, _ := exists(); ok {
+			return nil
+		}
+	}
+	return err
 }
 
 func short(sum string) string {

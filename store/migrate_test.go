@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -148,5 +150,120 @@ func TestMigrateFailureNamesFileAndServerError(t *testing.T) {
 	_, err = store.ApplyMigrations(ctx, target, ms[:1], nil)
 	if err == nil || !strings.Contains(err.Error(), "0001_ok.sql was changed after it was applied") {
 		t.Fatalf("err = %v, want a changed-checksum error naming 0001_ok.sql", err)
+	}
+}
+
+// schema lists every column of every table of a database with its type,
+// by name: what two schemas must agree on (18.16 has no column position).
+func schema(t *testing.T, conn store.Conn, database string) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SELECT table, name, type FROM system.columns WHERE database = ? ORDER BY table, name", database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var table, name, typ string
+		if err := rows.Scan(&table, &name, &typ); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s.%s %s\n", table, name, typ)
+	}
+	return b.String()
+}
+
+// Every statement of every migration can run again: a migration that
+// failed half-way is re-run from its first statement. Forgetting what was
+// applied and migrating again re-runs them all, without an error and
+// without changing the schema.
+func TestMigrationsAreIdempotent(t *testing.T) {
+	target := testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := store.Migrate(ctx, target, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := store.Open(ctx, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	want := schema(t, conn, target.Database)
+	if err := conn.Exec(ctx, "TRUNCATE TABLE schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := store.Migrate(ctx, target, nil)
+	if err != nil {
+		t.Fatalf("re-running every migration: %v", err)
+	}
+	ms, _ := store.Migrations()
+	if len(res.Applied) != len(ms) {
+		t.Errorf("re-ran %d migrations, want %d", len(res.Applied), len(ms))
+	}
+	if got := schema(t, conn, target.Database); got != want {
+		t.Errorf("schema after re-running the migrations:\n%s\nwant\n%s", got, want)
+	}
+
+	// A migration that stopped after its first statement (a column added)
+	// is completed by the next run.
+	files := fstest.MapFS{"m/0001_half.sql": {Data: []byte("ALTER TABLE events ADD COLUMN half_done String;\nALTER TABLE events ADD COLUMN NoSuchType NoSuchType;\n")}}
+	half, err := store.LoadMigrations(files, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	half[0].Version = 1000
+	if _, err := store.ApplyMigrations(ctx, target, half, nil); err == nil || !strings.Contains(err.Error(), "statement 2 of 2") {
+		t.Fatalf("half-failing migration: %v", err)
+	}
+	files["m/0001_half.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE events ADD COLUMN half_done String;\nALTER TABLE events ADD COLUMN second_half String AFTER half_done;\n")}
+	fixed, err := store.LoadMigrations(files, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed[0].Version = 1000
+	if _, err := store.ApplyMigrations(ctx, target, fixed, nil); err != nil {
+		t.Fatalf("re-running the fixed migration: %v", err)
+	}
+	if got := schema(t, conn, target.Database); !strings.Contains(got, "events.half_done String\n") || !strings.Contains(got, "events.second_half String\n") {
+		t.Errorf("the re-run migration did not complete:\n%s", got)
+	}
+}
+
+// Processes that start at once all migrate: none fails, and the schema is
+// the one a single migrate gives.
+func TestConcurrentMigrations(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ref := testenv.ClickHouse(t)
+	if _, err := store.Migrate(ctx, ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := store.Open(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	target := testenv.ClickHouse(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = store.Migrate(ctx, target, nil) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("migrate %d: %v", i, err)
+		}
+	}
+	if got, want := schema(t, conn, target.Database), schema(t, conn, ref.Database); got != want {
+		t.Errorf("schema after concurrent migrations:\n%s\nwant\n%s", got, want)
+	}
+	var recorded uint64
+	if err := conn.QueryRow(ctx, "SELECT uniqExact(version) FROM "+target.Database+".schema_migrations").Scan(&recorded); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := store.Migrations(); int(recorded) != len(ms) {
+		t.Errorf("%d versions recorded, want %d", recorded, len(ms))
 	}
 }
