@@ -15,6 +15,8 @@ echo "== scrape latency, 2,000 KPI series (target p99 <= 50 ms)"
 go test -run XXX -bench Scrape -benchtime "${SCRAPES:-500x}" ./exporter/
 echo "== full default catalog refresh over ${KPIBRIDGE_BENCH_EVENTS:-10000000} events (target <= 5 s)"
 go test -run XXX -bench DefaultCatalogRefresh -benchtime 3x -timeout 60m ./transform/
+echo "== backfill of 90 days of daily history over the same data set, as its own process (target <= 5 minutes, peak RSS reported)"
+go test -run XXX -bench Backfill -benchtime 1x -timeout 60m ./transform/
 echo "== identity update over the same data set: 20,000 new events of known customers"
 go test -run XXX -bench IdentityUpdate -benchtime 3x -timeout 60m ./transform/
 echo "== executive scorecard: 40 exec KPIs with a year of history, built, then served 500 times (target p99 <= 100 ms)"

@@ -99,27 +99,20 @@ func Backfill(ctx context.Context, conn store.Conn, cat *catalog.Catalog, from, 
 			return st, err
 		}
 		prior := map[string]Result{}
-		computed := 0
-		write := func(k catalog.KPI, res Result) error {
+		var out []Result // the day's results, written in one insert per table
+		keep := func(k catalog.KPI, res Result) {
 			if done[key(k)] {
 				st.Skipped++ // evaluated only as a derived KPI's input
-				return nil
+				return
 			}
 			if res.Err != nil {
 				st.Failed++
 			}
-			if err := WriteResult(ctx, conn, res); err != nil {
-				return err
-			}
-			st.Computed++
-			computed++
-			return nil
+			out = append(out, res)
 		}
 		for j, k := range plain {
 			prior[k.Name] = results[j]
-			if err := write(k, results[j]); err != nil {
-				return st, err
-			}
+			keep(k, results[j])
 		}
 		for _, k := range derived {
 			if done[key(k)] && !inputs[k.Name] {
@@ -128,10 +121,15 @@ func Backfill(ctx context.Context, conn store.Conn, cat *catalog.Catalog, from, 
 			}
 			res := EvaluateShared(ctx, conn, k, t, prior, cache)
 			prior[k.Name] = res
-			if err := write(k, res); err != nil {
+			keep(k, res)
+		}
+		if len(out) > 0 {
+			if err := WriteResults(ctx, conn, out); err != nil {
 				return st, err
 			}
 		}
+		st.Computed += len(out)
+		computed := len(out)
 		if progress != nil {
 			fmt.Fprintf(progress, "backfill %s (%d/%d): %d KPIs computed in %s\n", t.UTC().Format("2006-01-02 15:04"), i+1, total, computed, time.Since(started).Round(10*time.Millisecond))
 		}

@@ -1,11 +1,13 @@
 package transform_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/kpibridge/kpibridge/generate"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
@@ -61,7 +64,7 @@ var benchEnd = time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)
 // KPIBRIDGE_BENCH_EVENTS generated events (default 10 M), building it first
 // when it is missing, and brings the identity graph up to date (the first
 // time, a full build of identity_map, resolved_events and customers).
-func refreshDataset(b *testing.B) store.Conn {
+func refreshDataset(b *testing.B) (store.Conn, store.Target) {
 	dsn := os.Getenv("KPIBRIDGE_TEST_CLICKHOUSE_DSN")
 	if dsn == "" {
 		b.Skip("KPIBRIDGE_TEST_CLICKHOUSE_DSN is not set: run make bench")
@@ -123,13 +126,13 @@ func refreshDataset(b *testing.B) store.Conn {
 		b.Fatal(err)
 	}
 	b.Logf("identity update: %+v in %s", st, time.Since(start).Round(time.Millisecond))
-	return conn
+	return conn, target
 }
 
 // BenchmarkDefaultCatalogRefresh times one refresh of every default KPI over
 // the refresh data set. Target: ≤ 5 s on the 2-core machine at 10 M events.
 func BenchmarkDefaultCatalogRefresh(b *testing.B) {
-	conn := refreshDataset(b)
+	conn, _ := refreshDataset(b)
 	ctx := context.Background()
 	cat, err := catalog.Default()
 	if err != nil {
@@ -161,7 +164,7 @@ func BenchmarkDefaultCatalogRefresh(b *testing.B) {
 // customers (copies of the last day's, under new ids) and updates identity,
 // resolved_events and the 360 of the customers they touch.
 func BenchmarkIdentityUpdate(b *testing.B) {
-	conn := refreshDataset(b)
+	conn, _ := refreshDataset(b)
 	ctx := context.Background()
 	r := identity.NewResolver(conn, nil)
 	cols := strings.Join(identity.ResolvedColumns, ", ")
@@ -199,4 +202,77 @@ func BenchmarkIdentityUpdate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s/update")
+}
+
+// BenchmarkBackfill times `kpibridge kpis backfill` of 90 days of daily
+// history for the default catalog over the refresh data set (the days
+// the data set covers), run as its own process so that its peak memory
+// is its own. The history is emptied first, so every day is computed.
+// Target: ≤ 5 minutes, memory bounded.
+func BenchmarkBackfill(b *testing.B) {
+	conn, target := refreshDataset(b)
+	ctx := context.Background()
+	bin := testenv.Binary(b)
+	from := benchEnd.AddDate(0, 0, -89)
+	var rss int64
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		for _, t := range []string{"kpi_values", "kpi_runs"} {
+			if err := conn.Exec(ctx, "TRUNCATE TABLE "+t); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		cmd := exec.Command(bin, "kpis", "backfill", "--clickhouse", target.DSN, "--from", from.Format(time.DateOnly), "--to", benchEnd.Format(time.DateOnly))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		peak := peakRSS(cmd.Process.Pid)
+		err := cmd.Wait()
+		rss = max(rss, <-peak)
+		if err != nil {
+			b.Fatalf("kpis backfill: %v\n%s", err, out.String())
+		}
+		if !strings.Contains(out.String(), "backfilled 90 points in time") || !strings.Contains(out.String(), " 0 failed") {
+			b.Fatalf("kpis backfill did not compute 90 days without failures:\n%s", out.String())
+		}
+		if testing.Verbose() {
+			b.Logf("%s", out.String())
+		}
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(sec, "s/backfill")
+	b.ReportMetric(sec/90, "s/day")
+	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MB")
+}
+
+// peakRSS follows a child process's peak resident set size (VmHWM, in
+// bytes) until it exits, then sends it. The rusage of a child cannot say:
+// Linux counts in it the parent's size at fork time.
+func peakRSS(pid int) <-chan int64 {
+	ch := make(chan int64, 1)
+	go func() {
+		var peak int64
+		for {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				break // exited
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+					kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+					peak = max(peak, kb<<10)
+				}
+			}
+			if strings.Contains(string(b), "State:\tZ") {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		ch <- peak
+	}()
+	return ch
 }

@@ -213,37 +213,57 @@ func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time, 
 	}
 }
 
-// WriteResult appends a result to kpi_values (its series) and kpi_runs.
+// WriteResult stores one evaluation: its series in kpi_values and the run in kpi_runs.
 func WriteResult(ctx context.Context, conn store.Conn, r Result) error {
-	if r.Err == nil && len(r.Series) > 0 {
-		batch, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_values (kpi, dimension, dimension_value, value, numerator, denominator, window, window_start, window_end, computed_at)")
-		if err != nil {
-			return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
+	return WriteResults(ctx, conn, []Result{r})
+}
+
+// WriteResults stores evaluations in one insert per table (a backfill
+// writes a day of KPIs at once): the series of the successful ones in
+// kpi_values, every run in kpi_runs.
+func WriteResults(ctx context.Context, conn store.Conn, rs []Result) error {
+	name := "KPI results"
+	if len(rs) == 1 {
+		name = rs[0].KPI
+	}
+	values, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_values (kpi, dimension, dimension_value, value, numerator, denominator, window, window_start, window_end, computed_at)")
+	if err != nil {
+		return fmt.Errorf("write kpi_values for %s: %w", name, err)
+	}
+	rows := 0
+	for _, r := range rs {
+		if r.Err != nil {
+			continue
 		}
 		for _, s := range r.Series {
-			if err := batch.Append(r.KPI, s.Dimension, s.Value, s.Result, s.Numerator, s.Denominator, r.Window, r.WindowStart, r.WindowEnd, r.ComputedAt); err != nil {
-				_ = batch.Abort()
+			if err := values.Append(r.KPI, s.Dimension, s.Value, s.Result, s.Numerator, s.Denominator, r.Window, r.WindowStart, r.WindowEnd, r.ComputedAt); err != nil {
+				_ = values.Abort()
 				return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
 			}
-		}
-		if err := batch.Send(); err != nil {
-			return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
+			rows++
 		}
 	}
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_runs (kpi, computed_at, duration_ms, ok, error, series, dropped)")
+	if rows == 0 {
+		_ = values.Abort()
+	} else if err := values.Send(); err != nil {
+		return fmt.Errorf("write kpi_values for %s: %w", name, err)
+	}
+	runs, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_runs (kpi, computed_at, duration_ms, ok, error, series, dropped)")
 	if err != nil {
-		return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
+		return fmt.Errorf("write kpi_runs for %s: %w", name, err)
 	}
-	ok, msg := uint8(1), ""
-	if r.Err != nil {
-		ok, msg = 0, r.Err.Error()
+	for _, r := range rs {
+		ok, msg := uint8(1), ""
+		if r.Err != nil {
+			ok, msg = 0, r.Err.Error()
+		}
+		if err := runs.Append(r.KPI, r.ComputedAt, uint32(r.Duration.Milliseconds()), ok, msg, uint32(len(r.Series)), uint32(r.Dropped)); err != nil {
+			_ = runs.Abort()
+			return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
+		}
 	}
-	if err := batch.Append(r.KPI, r.ComputedAt, uint32(r.Duration.Milliseconds()), ok, msg, uint32(len(r.Series)), uint32(r.Dropped)); err != nil {
-		_ = batch.Abort()
-		return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("write kpi_runs for %s: %w", r.KPI, err)
+	if err := runs.Send(); err != nil {
+		return fmt.Errorf("write kpi_runs for %s: %w", name, err)
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,33 +16,6 @@ import (
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/store"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// binary builds kpibridge once per test run, for tests that kill it.
-func binary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "kpibridge-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "kpibridge")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // ingestProcess is `kpibridge run --role ingest` as a child process.
 type ingestProcess struct {
@@ -99,7 +71,7 @@ func TestKillNineThenRestartLosesNothing(t *testing.T) {
 	target, conn := testenv.MigratedClickHouse(t)
 	ctx := context.Background()
 	addr := testenv.Broker(t, 6)
-	bin := binary(t)
+	bin := testenv.Binary(t)
 	cfgFile := filepath.Join(t.TempDir(), "kpibridge.yml")
 	cfg := "ingest:\n  group_id: kill-test\n  batch: {max_rows: 500, max_wait: 100ms}\n  shutdown_timeout: 10s\n"
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {

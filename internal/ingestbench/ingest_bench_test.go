@@ -67,13 +67,7 @@ type fixture struct {
 func load(b *testing.B) *fixture {
 	b.Helper()
 	testenv.Require(b, os.Getenv(testenv.ClickHouseEnv) != "", testenv.ClickHouseEnv+" (a ClickHouse server)")
-	bin := os.Getenv("KPIBRIDGE_BENCH_BIN")
-	if bin == "" {
-		bin = filepath.Join(b.TempDir(), "kpibridge")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/kpibridge/kpibridge/cmd/kpibridge").CombinedOutput(); err != nil {
-			b.Fatalf("go build: %v\n%s", err, out)
-		}
-	}
+	bin := testenv.Binary(b)
 	f := &fixture{bin: bin, broker: startBroker(b, bin)}
 
 	customers := defaultCustomers
