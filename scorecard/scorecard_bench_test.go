@@ -57,12 +57,13 @@ func BenchmarkScorecard(b *testing.B) {
 			continue
 		}
 		n++
-		for d := range 365 {
-			day := at.AddDate(0, 0, -d).Truncate(24 * time.Hour)
-			if err := transform.WriteResult(ctx, conn, transform.Result{KPI: k.Name, ComputedAt: day, Window: "30d",
-				Series: []transform.Series{{Result: 100 + float64(d%17)}}}); err != nil {
-				b.Fatal(err)
-			}
+		year := make([]transform.Result, 365)
+		for d := range year {
+			year[d] = transform.Result{KPI: k.Name, ComputedAt: at.AddDate(0, 0, -d).Truncate(24 * time.Hour), Window: "30d",
+				Series: []transform.Series{{Result: 100 + float64(d%17)}}}
+		}
+		if err := transform.WriteResults(ctx, conn, year); err != nil {
+			b.Fatal(err)
 		}
 	}
 	if n != 40 {
