@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test test-go bench fuzz vet demo clickhouse-start clickhouse-stop clean
+.PHONY: all build deps test test-go bench chaos fuzz vet demo clickhouse-start clickhouse-stop clean
 
 all: build
 
@@ -25,6 +25,9 @@ test: deps ## Unit + integration tests against a private ClickHouse server and t
 
 bench: deps ## Benchmarks (speed and memory targets live here, never in timed tests).
 	scripts/bench.sh
+
+chaos: deps ## The fault suite's long form (docs/RELIABILITY.md); make test runs a short form.
+	scripts/chaos.sh
 
 fuzz: ## Fuzz every decoder of outside input for FUZZTIME each (default 30s).
 	$(GO) test ./events/ -run XXX -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
