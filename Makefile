@@ -31,6 +31,7 @@ chaos: deps ## The fault suite's long form (docs/RELIABILITY.md); make test runs
 
 fuzz: ## Fuzz every decoder of outside input for FUZZTIME each (default 30s).
 	$(GO) test ./events/ -run XXX -fuzz FuzzDecode -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./events/ -run XXX -fuzz FuzzRedact -fuzztime $${FUZZTIME:-30s}
 
 demo: deps build ## Run the whole pipeline locally on embedded defaults (Ctrl-C stops it).
 	$(BIN) demo

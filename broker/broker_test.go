@@ -186,3 +186,19 @@ func TestStartRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// A SASL user the broker cannot serve is refused at start, by name.
+func TestStartRefusesBadSASLUsers(t *testing.T) {
+	for _, tt := range []struct {
+		user broker.User
+		want string
+	}{
+		{broker.User{Mechanism: "GSSAPI", Name: "kpi", Password: "pw"}, `broker SASL user "kpi": mechanism must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, got "GSSAPI"`},
+		{broker.User{Mechanism: "PLAIN", Name: "kpi"}, `broker SASL user "kpi" (PLAIN): needs a name and a password`},
+	} {
+		_, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", Partitions: 1, Users: []broker.User{tt.user}}, nil)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("Start with %+v = %v, want %s", tt.user.Mechanism, err, tt.want)
+		}
+	}
+}

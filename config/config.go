@@ -15,9 +15,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 	"github.com/kpibridge/kpibridge/internal/yamlcheck"
 
 	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
@@ -30,6 +32,7 @@ type Config struct {
 	Ingest     ingest.Config    `yaml:"ingest"`
 	Transform  transform.Config `yaml:"transform"`
 	Export     Export           `yaml:"export"`
+	Retention  store.Retention  `yaml:"retention"`
 }
 
 // Export configures the export role.
@@ -52,13 +55,25 @@ type Kafka struct {
 	Brokers []string `yaml:"brokers"`
 	// Topics are the event topics to consume.
 	Topics []string `yaml:"topics"`
+	// TLS encrypts the connections to the brokers and verifies them.
+	TLS TLS `yaml:"tls"`
+	// SASL authenticates kpibridge to the brokers.
+	SASL KafkaSASL `yaml:"sasl"`
 }
 
 // ClickHouse says where the events and KPIs are stored.
 type ClickHouse struct {
 	// DSN is clickhouse://[user[:password]@]host:port/database (env KPIBRIDGE_CLICKHOUSE_DSN).
-	// Put a password only in the environment variable, never in the file.
+	// A password in it still works, but KPIBRIDGE_CLICKHOUSE_PASSWORD or
+	// password_file is preferred: never put one in the file.
 	DSN string `yaml:"dsn"`
+	// User overrides the DSN's user (env KPIBRIDGE_CLICKHOUSE_USER).
+	User string `yaml:"user"`
+	// PasswordFile holds the password; KPIBRIDGE_CLICKHOUSE_PASSWORD wins over it,
+	// and either wins over a password in the DSN.
+	PasswordFile string `yaml:"password_file"`
+	// TLS connects over TLS (the server's secure native port, 9440 by default).
+	TLS TLS `yaml:"tls"`
 }
 
 // Events configures decoding of contract v1.
@@ -82,11 +97,19 @@ type Broker struct {
 	Partitions int `yaml:"partitions"`
 	// DataDir, when set, keeps topics and offsets on disk across restarts.
 	DataDir string `yaml:"data_dir"`
+	// TLS serves the Kafka protocol over TLS only.
+	TLS BrokerTLS `yaml:"tls"`
+	// SASL requires clients to authenticate.
+	SASL BrokerSASL `yaml:"sasl"`
 }
 
 // DevEmailHashKey is the key used when none is configured. It is public:
 // fine for demos and tests, never for real customer data.
 const DevEmailHashKey = "kpibridge-development-key-not-for-production"
+
+// MinEmailHashKeyLen is the shortest email hash key accepted, from the
+// environment or from a file, in bytes.
+const MinEmailHashKeyLen = 16
 
 // Default returns the documented defaults.
 func Default() Config {
@@ -105,6 +128,7 @@ func Default() Config {
 		Ingest:    ingest.Default(),
 		Transform: transform.DefaultConfig(),
 		Export:    Export{StaleAfterRefreshes: 3, PollInterval: 15 * time.Second, ScorecardInterval: time.Minute},
+		Retention: store.DefaultRetention(),
 	}
 }
 
@@ -145,6 +169,9 @@ func Parse(name string, b []byte) (Config, error) {
 		return cfg, nil
 	}
 	if doc.Root != nil {
+		// The environment is not applied yet: leave whether it holds the
+		// SASL password to the Validate after it.
+		cfg.Kafka.SASL.passwordInEnv = true
 		if err := cfg.Validate(); err != nil {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				path, msg, _ := strings.Cut(line, ": ")
@@ -175,7 +202,8 @@ func Locate(name string, b []byte, err error) error {
 
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
-// Validate checks the whole config and names the first field that is wrong.
+// Validate checks the whole config and returns every wrong field, one per
+// line, each named by its path ("kafka.tls.ca_file: …").
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Kafka.Brokers) == 0 {
@@ -217,10 +245,14 @@ func (c Config) Validate() error {
 	if c.Broker.Partitions < 1 || c.Broker.Partitions > 1000 {
 		errs = append(errs, fmt.Errorf("broker.partitions: must be between 1 and 1000, got %d", c.Broker.Partitions))
 	}
+	errs = append(errs, c.validateSecurity()...)
 	if err := c.Ingest.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Transform.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Retention.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Export.StaleAfterRefreshes < 1 {
@@ -251,6 +283,9 @@ func redactDSN(dsn string) string {
 // public development key (dev reports true so callers can warn).
 func (c Config) EmailHashKey(getenv func(string) string) (key []byte, dev bool, err error) {
 	if k := getenv("KPIBRIDGE_EMAIL_HASH_KEY"); k != "" {
+		if len(k) < MinEmailHashKeyLen {
+			return nil, false, fmt.Errorf("KPIBRIDGE_EMAIL_HASH_KEY: key must be at least %d bytes, got %d (generate one with: openssl rand -hex 32)", MinEmailHashKeyLen, len(k))
+		}
 		return []byte(k), false, nil
 	}
 	if c.Events.EmailHashKeyFile != "" {
@@ -259,8 +294,8 @@ func (c Config) EmailHashKey(getenv func(string) string) (key []byte, dev bool, 
 			return nil, false, fmt.Errorf("events.email_hash_key_file: %w", err)
 		}
 		k := bytes.TrimSpace(b)
-		if len(k) < 16 {
-			return nil, false, fmt.Errorf("events.email_hash_key_file: key in %s must be at least 16 bytes, got %d", c.Events.EmailHashKeyFile, len(k))
+		if len(k) < MinEmailHashKeyLen {
+			return nil, false, fmt.Errorf("events.email_hash_key_file: key in %s must be at least %d bytes, got %d", c.Events.EmailHashKeyFile, MinEmailHashKeyLen, len(k))
 		}
 		return k, false, nil
 	}
@@ -276,6 +311,11 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	if v := getenv("KPIBRIDGE_CLICKHOUSE_DSN"); v != "" {
 		c.ClickHouse.DSN = v
 	}
+	if v := getenv("KPIBRIDGE_CLICKHOUSE_USER"); v != "" {
+		c.ClickHouse.User = v
+	}
+	// Only whether it is set: the password itself is read where it is used.
+	c.Kafka.SASL.passwordInEnv = getenv(kafkaconn.PasswordEnv) != ""
 }
 
 // SplitList splits a comma-separated list, trimming spaces and dropping empties.

@@ -104,8 +104,10 @@ func TestEmailHashKey(t *testing.T) {
 	}{
 		{"development default", "", noEnv, config.DevEmailHashKey, true, ""},
 		{"file, trimmed", keyFile, noEnv, "0123456789abcdef-secret", false, ""},
-		{"env wins", keyFile, func(k string) string { return map[string]string{"KPIBRIDGE_EMAIL_HASH_KEY": "from-env"}[k] }, "from-env", false, ""},
+		{"env wins", keyFile, func(k string) string { return map[string]string{"KPIBRIDGE_EMAIL_HASH_KEY": "from-env-0123456789"}[k] }, "from-env-0123456789", false, ""},
 		{"short key", short, noEnv, "", false, "must be at least 16 bytes"},
+		{"short env key", keyFile, func(k string) string { return map[string]string{"KPIBRIDGE_EMAIL_HASH_KEY": "from-env"}[k] }, "", false,
+			"KPIBRIDGE_EMAIL_HASH_KEY: key must be at least 16 bytes, got 8"},
 		{"missing file", filepath.Join(dir, "nope"), noEnv, "", false, "events.email_hash_key_file"},
 	}
 	for _, tt := range tests {
@@ -123,5 +125,23 @@ func TestEmailHashKey(t *testing.T) {
 				t.Fatalf("key %q dev %v err %v; want %q dev %v", key, dev, err, tt.want, tt.dev)
 			}
 		})
+	}
+}
+
+// Retention periods are Prometheus durations; a key left out keeps its default.
+func TestRetentionSettings(t *testing.T) {
+	cfg, err := config.Parse("kpibridge.yml", []byte("retention:\n  dead_letters: 30d\n  kpi_history: 2y\n  duplicates: 0s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Retention
+	if r.DeadLetters.String() != "30d" || r.KPIHistory.String() != "730d" || r.Duplicates != 0 || r.Interval != 24*time.Hour {
+		t.Errorf("retention = %+v", r)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Error(err)
+	}
+	if d := config.Default().Retention; d.DeadLetters.String() != "90d" || d.Duplicates.String() != "90d" || d.KPIHistory.String() != "400d" {
+		t.Errorf("default retention = %+v, want the documented 90d, 90d, 400d", d)
 	}
 }

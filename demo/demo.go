@@ -67,8 +67,12 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 		}
 		defer srv.Stop()
 		dsn = srv.DSN("kpibridge")
+		// The private server has no TLS port and no password.
+		base.ClickHouse.TLS, base.ClickHouse.User, base.ClickHouse.PasswordFile = config.TLS{}, "", ""
 	}
-	target, err := store.ParseDSN(dsn)
+	base.ClickHouse.DSN = dsn
+	// Like the pipeline below: the demo reads no secrets from the environment.
+	target, err := base.ClickHouseTarget(func(string) string { return "" })
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,14 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 	gcfg.Seed, gcfg.Customers, gcfg.Days = o.Seed, o.Customers, o.Days+future
 	gcfg.End = cut.AddDate(0, 0, future)
 	gcfg.ReportingCurrency, gcfg.Rates = base.Events.ReportingCurrency, base.Events.CurrencyRates
-	ksink, err := generate.NewKafkaSink(generate.KafkaConfig{Brokers: []string{b.Addr()}})
+	// The embedded broker speaks plain text without SASL, whatever the
+	// configuration says about a real Kafka.
+	base.Kafka.TLS, base.Kafka.SASL = config.TLS{}, config.KafkaSASL{}
+	sec, err := base.KafkaSecurity(func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	ksink, err := generate.NewKafkaSink(generate.KafkaConfig{Brokers: []string{b.Addr()}, Security: sec})
 	if err != nil {
 		return err
 	}
@@ -183,7 +194,7 @@ kpibridge demo is running:
 
 	var lv *live
 	if o.Speed > 0 {
-		lv = newLive([]string{b.Addr()}, sink.held, time.Now(), o.Speed)
+		lv = newLive([]string{b.Addr()}, sec, sink.held, time.Now(), o.Speed)
 		defer lv.close()
 	}
 	tick := time.NewTicker(time.Second)

@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/kpibridge/kpibridge/generate"
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 )
 
 // The demo simulates its history up to now and a few days past it. What
@@ -84,10 +85,10 @@ type live struct {
 	mu      sync.Mutex
 }
 
-func newLive(brokers []string, held []heldRecord, start time.Time, speed float64) *live {
+func newLive(brokers []string, sec *kafkaconn.Security, held []heldRecord, start time.Time, speed float64) *live {
 	sort.SliceStable(held, func(i, j int) bool { return held[i].at.Before(held[j].at) })
 	return &live{
-		w: &kafka.Writer{Addr: kafka.TCP(brokers...), Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond,
+		w: &kafka.Writer{Addr: kafka.TCP(brokers...), Transport: sec.Transport(), Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond,
 			RequiredAcks: kafka.RequireAll, AllowAutoTopicCreation: true},
 		held: held, start: start, speed: speed, resends: map[string][]byte{},
 	}

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"slices"
@@ -326,6 +327,14 @@ func (d *Decoder) build(p *parsed, ev *Event) *Error {
 	default:
 		ev.Properties = append([]byte(nil), p.propsRaw...)
 	}
+	// No raw email address is stored: one anywhere in properties or in a
+	// string column (a note, a URL, an id) becomes its redacted form.
+	ev.Properties = d.Redact(ev.Properties)
+	for i, src := range ss.src {
+		if bytes.IndexByte(src, '@') >= 0 {
+			ss.src[i], _ = d.redactText(src)
+		}
+	}
 	ss.flush(ev)
 	return nil
 }
@@ -357,7 +366,11 @@ func (d *Decoder) identity(p *parsed, ss *strs) *Error {
 		return err
 	}
 	if len(email) > 0 {
-		if !d.hashEmailTo(&ss.emailHash, email) {
+		// An address redacted in a dead letter (RedactedEmailPrefix and its
+		// hash) is taken as the hash: a replay resolves to the same customer.
+		if h, ok := redactedHash(email); ok {
+			ss.emailHash = h
+		} else if !d.hashEmailTo(&ss.emailHash, email) {
 			return &Error{Reason: ReasonInvalidField, Field: "identity.email",
 				Detail: "is not an email address (want local-part@domain without spaces)"}
 		}

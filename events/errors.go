@@ -77,8 +77,10 @@ func (e *Error) Is(target error) bool {
 const maxQuoted = 64
 
 // quote returns b as a Go-quoted string, cut to maxQuoted characters so that
-// one huge field cannot blow up logs and dead-letter rows.
+// one huge field cannot blow up logs and dead-letter rows, with any email
+// address in it shown as <email>.
 func quote(b []byte) string {
+	b = maskEmails(b)
 	if utf8.RuneCount(b) <= maxQuoted {
 		return strconv.Quote(string(b))
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 )
 
 // KafkaConfig configures a KafkaSink.
@@ -17,6 +19,8 @@ type KafkaConfig struct {
 	// Compression is none, gzip, snappy, lz4 or zstd; empty means
 	// DefaultCompression.
 	Compression string
+	// Security says how to connect (TLS, SASL); nil: plain text.
+	Security *kafkaconn.Security
 }
 
 // DefaultCompression is the compression the sink uses unless told
@@ -35,7 +39,9 @@ var compressions = map[string]kafka.Compression{
 // partition), acknowledged by all in-sync replicas, topics auto-created.
 type KafkaSink struct {
 	w       *kafka.Writer
-	brokers string
+	brokers []string
+	sec     *kafkaconn.Security
+	checked bool // the brokers accepted the connection once
 	msgs    []kafka.Message
 }
 
@@ -52,9 +58,10 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 	if !ok {
 		return nil, fmt.Errorf("--compression: must be one of none, gzip, snappy, lz4, zstd, got %q", cfg.Compression)
 	}
-	return &KafkaSink{brokers: strings.Join(cfg.Brokers, ","), w: &kafka.Writer{
-		Addr:     kafka.TCP(cfg.Brokers...),
-		Balancer: &kafka.Hash{},
+	return &KafkaSink{brokers: cfg.Brokers, sec: cfg.Security, w: &kafka.Writer{
+		Addr:      kafka.TCP(cfg.Brokers...),
+		Transport: cfg.Security.Transport(),
+		Balancer:  &kafka.Hash{},
 		// Run writes whole batches synchronously: a partition's batch is
 		// sent when it holds BatchSize messages or after BatchTimeout, so
 		// a short timeout keeps the tail of each write from waiting (the
@@ -72,12 +79,20 @@ func NewKafkaSink(cfg KafkaConfig) (*KafkaSink, error) {
 
 // Write produces the records and returns once every one is acknowledged.
 func (s *KafkaSink) Write(ctx context.Context, recs []Record) error {
+	if !s.checked {
+		// A refused password or certificate is said once, plainly, instead
+		// of after the writer's ten attempts as a bare EOF.
+		if err := s.sec.Check(ctx, s.brokers); err != nil {
+			return fmt.Errorf("produce to %s: %w", strings.Join(s.brokers, ","), err)
+		}
+		s.checked = true
+	}
 	s.msgs = s.msgs[:0]
 	for i := range recs {
 		s.msgs = append(s.msgs, kafka.Message{Topic: recs[i].Topic, Key: recs[i].Key, Value: recs[i].Value})
 	}
 	if err := s.w.WriteMessages(ctx, s.msgs...); err != nil {
-		return fmt.Errorf("produce %d messages to %s: %w", len(s.msgs), s.brokers, err)
+		return fmt.Errorf("produce %d messages to %s: %w", len(s.msgs), strings.Join(s.brokers, ","), err)
 	}
 	return nil
 }

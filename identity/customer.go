@@ -53,34 +53,10 @@ var ErrNoCustomer = errors.New("no such customer")
 // (crm:…, email:…, anon:…), a bare CRM contact id or anonymous id, or an email
 // address (hashed with key, never stored or logged).
 func LookupCustomer(ctx context.Context, conn store.Conn, id string, key []byte, limit int) (Customer, error) {
-	var candidates []string
-	switch {
-	case strings.HasPrefix(id, "crm:"), strings.HasPrefix(id, "email:"), strings.HasPrefix(id, "anon:"):
-		candidates = []string{id}
-	case strings.Contains(id, "@"):
-		candidates = []string{"email:" + events.HashEmail(key, id)}
-	default:
-		candidates = []string{"crm:" + id, "anon:" + id}
-	}
 	var c Customer
-	for _, k := range candidates {
-		rows, err := conn.Query(ctx, "SELECT customer_id FROM identity_map FINAL WHERE identifier = ?", k)
-		if err != nil {
-			return c, fmt.Errorf("look up %s: %w", k, err)
-		}
-		if rows.Next() {
-			err = rows.Scan(&c.CustomerID)
-		}
-		rows.Close()
-		if err != nil {
-			return c, fmt.Errorf("look up %s: %w", k, err)
-		}
-		if c.CustomerID != "" {
-			break
-		}
-	}
-	if c.CustomerID == "" {
-		return c, fmt.Errorf("%w: no identity key matches %q (the identity graph is updated every transform.identity_interval; is the transform role running?)", ErrNoCustomer, redactEmail(id))
+	var err error
+	if c.CustomerID, _, err = findCustomer(ctx, conn, id, key); err != nil {
+		return c, err
 	}
 	keys, err := conn.Query(ctx, "SELECT identifier FROM identity_map FINAL WHERE customer_id = ? ORDER BY identifier", c.CustomerID)
 	if err != nil {
@@ -141,6 +117,37 @@ ORDER BY occurred_at DESC LIMIT ?`, args...)
 	}
 	slices.Reverse(c.Timeline)
 	return c, rows.Err()
+}
+
+// findCustomer returns the customer id that id names (as LookupCustomer
+// reads it) and the identity key that matched.
+func findCustomer(ctx context.Context, conn store.Conn, id string, key []byte) (customer, matched string, err error) {
+	var candidates []string
+	switch {
+	case strings.HasPrefix(id, "crm:"), strings.HasPrefix(id, "email:"), strings.HasPrefix(id, "anon:"):
+		candidates = []string{id}
+	case strings.Contains(id, "@"):
+		candidates = []string{"email:" + events.HashEmail(key, id)}
+	default:
+		candidates = []string{"crm:" + id, "anon:" + id}
+	}
+	for _, k := range candidates {
+		rows, err := conn.Query(ctx, "SELECT customer_id FROM identity_map FINAL WHERE identifier = ?", k)
+		if err != nil {
+			return "", "", fmt.Errorf("look up %s: %w", redactEmail(k), err)
+		}
+		if rows.Next() {
+			err = rows.Scan(&customer)
+		}
+		rows.Close()
+		if err != nil {
+			return "", "", fmt.Errorf("look up %s: %w", redactEmail(k), err)
+		}
+		if customer != "" {
+			return customer, k, nil
+		}
+	}
+	return "", "", fmt.Errorf("%w: no identity key matches %q (the identity graph is updated every transform.identity_interval; is the transform role running?)", ErrNoCustomer, redactEmail(id))
 }
 
 func redactEmail(id string) string {

@@ -40,6 +40,7 @@ type Resolver struct {
 
 	watermark     time.Time // ingested_at up to which events were read
 	loaded        bool
+	erasure       string    // the erasure mark of transform_state when loaded (Forget)
 	lastRun       uint64    // the last update run that completed
 	lastReadAt    time.Time // when that run read the newest ingested_at
 	lastFullCheck time.Time // read time of the last update that checked every event
@@ -129,9 +130,14 @@ func (r *Resolver) canonical(root string) string {
 	return best
 }
 
-// load reads identity_map, customer_merges and the progress of the last
-// completed update: the state a restart resumes from.
+// load reads identity_map, customer_merges, the progress of the last
+// completed update and the erasure mark: the state a restart resumes from.
 func (r *Resolver) load(ctx context.Context) error {
+	mark, err := erasureMark(ctx, r.conn)
+	if err != nil {
+		return err
+	}
+	r.erasure = mark
 	rows, err := r.conn.Query(ctx, "SELECT identifier, customer_id FROM identity_map FINAL")
 	if err != nil {
 		return fmt.Errorf("load identity_map: %w", err)
@@ -220,6 +226,21 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	// No querySettings here: the resolver filters FINAL reads on their sorting
 	// key only (safe in PREWHERE), and its scans of events by ingested_at
 	// need PREWHERE not to read every column of every event.
+	if r.loaded {
+		// A customer forgotten since the graph was loaded is still in its
+		// memory: start over from the tables, which no longer hold them.
+		mark, err := erasureMark(ctx, r.conn)
+		if err != nil {
+			return st, err
+		}
+		if mark != r.erasure {
+			r.parent, r.members, r.stored, r.former = map[string]string{}, map[string][]string{}, map[string]string{}, map[string]string{}
+			r.loaded = false
+			if r.log != nil {
+				r.log.Info("identity graph reloaded: a customer was forgotten")
+			}
+		}
+	}
 	if !r.loaded {
 		if err := r.load(ctx); err != nil {
 			return st, err

@@ -26,11 +26,22 @@ type DeadLetter struct {
 	Topic     string
 	Partition int
 	Offset    int64
-	Key       []byte
-	Value     []byte
-	Time      time.Time // the message's Kafka timestamp
-	EventType string    // best effort, from the payload
-	Source    string    // best effort, from the payload
+	// Key and Value are the message's with every email address redacted
+	// (events.Decoder.Redact): what dead_letters stores and, by default,
+	// what the DLQ topic gets.
+	Key   []byte
+	Value []byte
+	// Unredacted is the message as consumed, for the DLQ topic; set only
+	// with dlq.keep_original.
+	Unredacted *RawMessage
+	Time       time.Time // the message's Kafka timestamp
+	EventType  string    // best effort, from the payload
+	Source     string    // best effort, from the payload
+}
+
+// RawMessage is a Kafka message's key and value as consumed.
+type RawMessage struct {
+	Key, Value []byte
 }
 
 // Duplicate is a re-sent event whose event_id was already seen.

@@ -44,6 +44,11 @@ type DLQConfig struct {
 	// MaxPayloadBytes truncates the payload stored in ClickHouse's dead_letters
 	// (the DLQ topic always keeps the whole message).
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	// KeepOriginal publishes dead letters to the DLQ topics as consumed,
+	// raw email addresses included, for teams whose Kafka is the system of
+	// record; by default every address is redacted there too. dead_letters
+	// is always redacted.
+	KeepOriginal bool `yaml:"keep_original"`
 }
 
 // RetryConfig is an exponential backoff with jitter.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 )
 
 // Headers set on every message of a dead-letter topic, so it can be replayed
@@ -21,19 +23,21 @@ const (
 	HeaderOriginalTimestamp = "kpibridge-original-timestamp"
 )
 
-// KafkaDLQ publishes dead letters to <topic><suffix> with the original key
-// and value, and headers that say why and where from.
+// KafkaDLQ publishes dead letters to <topic><suffix> with their key and
+// value — email addresses redacted, unless dlq.keep_original kept the
+// message as consumed — and headers that say why and where from.
 type KafkaDLQ struct {
 	w      *kafka.Writer
 	suffix string
 }
 
-// NewKafkaDLQ returns a DLQ publisher on brokers.
-func NewKafkaDLQ(brokers []string, suffix string) *KafkaDLQ {
+// NewKafkaDLQ returns a DLQ publisher on brokers, connecting as sec says (nil: plain text).
+func NewKafkaDLQ(brokers []string, suffix string, sec *kafkaconn.Security) *KafkaDLQ {
 	return &KafkaDLQ{
 		suffix: suffix,
 		w: &kafka.Writer{
 			Addr:                   kafka.TCP(brokers...),
+			Transport:              sec.Transport(),
 			Balancer:               &kafka.Hash{},
 			BatchTimeout:           5 * time.Millisecond,
 			BatchSize:              1000,
@@ -53,10 +57,14 @@ func (d *KafkaDLQ) Publish(ctx context.Context, dls []DeadLetter) error {
 	}
 	msgs := make([]kafka.Message, len(dls))
 	for i, dl := range dls {
+		key, value := dl.Key, dl.Value
+		if dl.Unredacted != nil {
+			key, value = dl.Unredacted.Key, dl.Unredacted.Value
+		}
 		msgs[i] = kafka.Message{
 			Topic: d.Topic(dl.Topic),
-			Key:   dl.Key,
-			Value: dl.Value,
+			Key:   key,
+			Value: value,
 			Headers: []kafka.Header{
 				{Key: HeaderReason, Value: []byte(dl.Reason)},
 				{Key: HeaderField, Value: []byte(dl.Field)},

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 )
 
 // HeaderReplayedFrom is set on every message that `kpibridge dlq replay`
@@ -31,7 +33,9 @@ type DLQMessage struct {
 	OriginalPartition int
 	OriginalOffset    int64
 	OriginalTime      time.Time
-	// Key and Value are the original message's, unchanged.
+	// Key and Value are the dead-lettered message's: its email addresses
+	// redacted (the decoder reads a redacted identity.email as its hash),
+	// or as consumed with dlq.keep_original.
 	Key   []byte
 	Value []byte
 }
@@ -73,9 +77,10 @@ func ParseDLQMessage(m kafka.Message) DLQMessage {
 // its end at the time of the call, in partition order, and calls fn for each
 // message; an error from fn stops the read. It uses a plain reader with
 // explicit offsets, no consumer group: it commits nothing, so every call sees
-// everything the topic still holds (retention decides what that is).
-func ReadDLQ(ctx context.Context, brokers []string, topic string, fn func(DLQMessage) error) error {
-	bounds, err := partitionBounds(ctx, brokers, topic)
+// everything the topic still holds (retention decides what that is). It
+// connects as sec says (nil: plain text).
+func ReadDLQ(ctx context.Context, brokers []string, sec *kafkaconn.Security, topic string, fn func(DLQMessage) error) error {
+	bounds, err := partitionBounds(ctx, brokers, sec, topic)
 	if err != nil {
 		return err
 	}
@@ -83,7 +88,7 @@ func ReadDLQ(ctx context.Context, brokers []string, topic string, fn func(DLQMes
 		if b.first >= b.end {
 			continue
 		}
-		if err := readPartition(ctx, brokers, topic, b, fn); err != nil {
+		if err := readPartition(ctx, brokers, sec, topic, b, fn); err != nil {
 			return err
 		}
 	}
@@ -96,11 +101,16 @@ type bounds struct {
 	first, end int64
 }
 
-func partitionBounds(ctx context.Context, brokers []string, topic string) ([]bounds, error) {
+func partitionBounds(ctx context.Context, brokers []string, sec *kafkaconn.Security, topic string) ([]bounds, error) {
 	if len(brokers) == 0 {
 		return nil, errors.New("no Kafka brokers configured")
 	}
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	// First make sure the brokers accept the connection, so a refused
+	// password or certificate is reported as such, not as a bare EOF.
+	if err := sec.Check(ctx, brokers); err != nil {
+		return nil, fmt.Errorf("read %s: %w", topic, err)
+	}
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Transport: sec.Transport(), Timeout: 10 * time.Second}
 	meta, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, fmt.Errorf("metadata of %s from %v: %w", topic, brokers, err)
@@ -131,8 +141,8 @@ func partitionBounds(ctx context.Context, brokers []string, topic string) ([]bou
 	return out, nil
 }
 
-func readPartition(ctx context.Context, brokers []string, topic string, b bounds, fn func(DLQMessage) error) error {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: b.partition,
+func readPartition(ctx context.Context, brokers []string, sec *kafkaconn.Security, topic string, b bounds, fn func(DLQMessage) error) error {
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Dialer: sec.Dialer(), Topic: topic, Partition: b.partition,
 		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 500 * time.Millisecond})
 	defer r.Close()
 	if err := r.SetOffset(b.first); err != nil {
@@ -157,6 +167,8 @@ func readPartition(ctx context.Context, brokers []string, topic string, b bounds
 // ReplayOptions says which dead letters to replay.
 type ReplayOptions struct {
 	Brokers []string
+	// Security says how to connect (nil: plain text).
+	Security *kafkaconn.Security
 	// Topic is the dead-letter topic to read, e.g. crm.events.dlq.
 	Topic string
 	// Reason, when set, replays only dead letters of that reason (kpibridge-reason header).
@@ -211,7 +223,7 @@ func (s ReplaySummary) Keys() []ReplayKey {
 }
 
 // ReplayDLQ reads a dead-letter topic from the beginning to its current end
-// and re-produces each message's original key and value to the topic named
+// and re-produces each message's key and value to the topic named
 // in its kpibridge-original-topic header (only messages of opts.Reason, when
 // set), with a kpibridge-replayed-from header. Ingest then consumes them
 // like any other message: fixed ones are stored, still-invalid ones are
@@ -225,7 +237,7 @@ func ReplayDLQ(ctx context.Context, opts ReplayOptions) (ReplaySummary, error) {
 	sum := ReplaySummary{Topic: opts.Topic, Replayed: map[ReplayKey]int{}, Filtered: map[string]int{}, DryRun: opts.DryRun}
 	var w *kafka.Writer
 	if !opts.DryRun {
-		w = &kafka.Writer{Addr: kafka.TCP(opts.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		w = &kafka.Writer{Addr: kafka.TCP(opts.Brokers...), Transport: opts.Security.Transport(), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 			BatchTimeout: 5 * time.Millisecond, BatchSize: 1000}
 		defer w.Close()
 	}
@@ -246,7 +258,7 @@ func ReplayDLQ(ctx context.Context, opts ReplayOptions) (ReplaySummary, error) {
 		pending, pendingKeys = pending[:0], pendingKeys[:0]
 		return nil
 	}
-	err := ReadDLQ(ctx, opts.Brokers, opts.Topic, func(d DLQMessage) error {
+	err := ReadDLQ(ctx, opts.Brokers, opts.Security, opts.Topic, func(d DLQMessage) error {
 		sum.Read++
 		if opts.Reason != "" && d.Reason != opts.Reason {
 			sum.Filtered[d.Reason]++

@@ -41,7 +41,7 @@ func TestReplayAfterFixStoresTheEvent(t *testing.T) {
 
 	// dlq list: both dead letters, with where they came from.
 	var listed []ingest.DLQMessage
-	if err := ingest.ReadDLQ(ctx, []string{e.addr}, dlqTopic, func(d ingest.DLQMessage) error {
+	if err := ingest.ReadDLQ(ctx, []string{e.addr}, nil, dlqTopic, func(d ingest.DLQMessage) error {
 		listed = append(listed, d)
 		return nil
 	}); err != nil {
@@ -126,7 +126,7 @@ func sum(offsets map[int]int64) int64 {
 
 func TestReadDLQOfMissingTopicSaysWhatToCheck(t *testing.T) {
 	addr := testenv.Broker(t, 1)
-	err := ingest.ReadDLQ(context.Background(), []string{addr}, "no.such.topic.dlq", func(ingest.DLQMessage) error { return nil })
+	err := ingest.ReadDLQ(context.Background(), []string{addr}, nil, "no.such.topic.dlq", func(ingest.DLQMessage) error { return nil })
 	if err == nil || !strings.Contains(err.Error(), "no.such.topic.dlq") || !strings.Contains(err.Error(), "<topic>.dlq") {
 		t.Fatalf("error %v; want one naming the topic and how DLQ topics are named", err)
 	}

@@ -30,6 +30,7 @@ type env struct {
 	addr   string
 	target store.Target
 	conn   store.Conn
+	log    *slog.Logger // where ingest logs; nil: logger(t)
 }
 
 func setup(t *testing.T, partitions int) *env {
@@ -100,9 +101,12 @@ func (e *env) startWith(cfg ingest.Config, conn store.Conn, dec ingest.Decoder) 
 	}
 	reg := prometheus.NewRegistry()
 	m := ingest.NewMetrics(reg, []string{topic})
-	log := logger(e.t)
-	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, log)
-	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ.Suffix)
+	log := e.log
+	if log == nil {
+		log = logger(e.t)
+	}
+	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, nil, log)
+	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ.Suffix, nil)
 	in, err := ingest.New(cfg, src, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dlq, dec, m, log)
 	if err != nil {
 		e.t.Fatal(err)

@@ -38,9 +38,12 @@ type Publisher interface {
 	Publish(ctx context.Context, dls []DeadLetter) error
 }
 
-// Decoder turns a message value into an event or an *events.Error.
+// Decoder turns a message value into an event or an *events.Error, and
+// redacts the email addresses of a message that is kept as received (a
+// dead letter); *events.Decoder is the real one.
 type Decoder interface {
 	Decode(data []byte) (events.Event, error)
+	Redact(data []byte) []byte
 }
 
 // Ingester moves messages from one consumer-group member into ClickHouse.
@@ -273,12 +276,19 @@ func (in *Ingester) add(b *batch, m *kafka.Message) {
 		if !errors.As(err, &de) {
 			de = &events.Error{Reason: events.ReasonInvalidJSON, Detail: err.Error()}
 		}
-		typ, source := peekTypeSource(m.Value)
-		b.dead = append(b.dead, DeadLetter{
+		// No raw email address is stored or forwarded: the key and value
+		// are kept with every address in its redacted form.
+		key, value := in.dec.Redact(m.Key), in.dec.Redact(m.Value)
+		typ, source := peekTypeSource(value)
+		dl := DeadLetter{
 			Reason: de.Reason, Field: de.Field, Detail: de.Detail,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
-			Key: m.Key, Value: m.Value, Time: m.Time, EventType: typ, Source: source,
-		})
+			Key: key, Value: value, Time: m.Time, EventType: typ, Source: source,
+		}
+		if in.cfg.DLQ.KeepOriginal {
+			dl.Unredacted = &RawMessage{Key: m.Key, Value: m.Value}
+		}
+		b.dead = append(b.dead, dl)
 		s.invalid++
 		return
 	}

@@ -7,10 +7,12 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 	"github.com/kpibridge/kpibridge/internal/lograte"
 )
 
-// NewKafkaSource returns a consumer-group member over topics. Offsets are
+// NewKafkaSource returns a consumer-group member over topics, connecting
+// as sec says (nil: plain text). Offsets are
 // committed only by the Ingester (CommitInterval 0: synchronous, explicit);
 // a new group starts from the earliest offset so nothing produced before the
 // first start is skipped.
@@ -19,10 +21,11 @@ import (
 // 4 MiB; MaxWait is also kafka-go's read deadline for a fetch response, and
 // at 250 ms a busy broker answering a dozen partitions at once missed it,
 // which showed as "i/o timeout" warnings and reconnects on every start.
-func NewKafkaSource(brokers, topics []string, groupID string, logger *slog.Logger) *kafka.Reader {
+func NewKafkaSource(brokers, topics []string, groupID string, sec *kafkaconn.Security, logger *slog.Logger) *kafka.Reader {
 	lim := lograte.New(logger, time.Minute)
 	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:                brokers,
+		Dialer:                 sec.Dialer(),
 		GroupID:                groupID,
 		GroupTopics:            topics,
 		MinBytes:               1,

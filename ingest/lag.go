@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 )
 
 // LagInterval is how often the ingest role measures its consumer group's lag.
@@ -31,9 +33,9 @@ type LagMonitor struct {
 }
 
 // NewLagMonitor returns a monitor of group over topics that updates m's
-// ConsumerLag every interval.
-func NewLagMonitor(brokers []string, group string, topics []string, interval time.Duration, m *Metrics, logger *slog.Logger) *LagMonitor {
-	return &LagMonitor{client: &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second},
+// ConsumerLag every interval, connecting as sec says (nil: plain text).
+func NewLagMonitor(brokers []string, sec *kafkaconn.Security, group string, topics []string, interval time.Duration, m *Metrics, logger *slog.Logger) *LagMonitor {
+	return &LagMonitor{client: &kafka.Client{Addr: kafka.TCP(brokers...), Transport: sec.Transport(), Timeout: 10 * time.Second},
 		group: group, topics: topics, interval: interval, m: m, log: logger}
 }
 

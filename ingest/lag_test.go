@@ -33,7 +33,7 @@ func TestConsumerLagIsHighWatermarkMinusCommitted(t *testing.T) {
 
 	reg := prometheus.NewRegistry()
 	m := ingest.NewMetrics(reg, []string{topic})
-	lag := ingest.NewLagMonitor([]string{addr}, group, []string{topic}, time.Second, m, logger(t))
+	lag := ingest.NewLagMonitor([]string{addr}, nil, group, []string{topic}, time.Second, m, logger(t))
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, GroupID: group, GroupTopics: []string{topic},
 		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
@@ -89,7 +89,7 @@ func TestConsumerLagIsHighWatermarkMinusCommitted(t *testing.T) {
 
 func TestConsumerLagOfUnreachableBrokerIsAnError(t *testing.T) {
 	m := ingest.NewMetrics(nil, []string{topic})
-	lag := ingest.NewLagMonitor([]string{"127.0.0.1:1"}, "g", []string{topic}, time.Second, m, logger(t))
+	lag := ingest.NewLagMonitor([]string{"127.0.0.1:1"}, nil, "g", []string{topic}, time.Second, m, logger(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := lag.Poll(ctx); err == nil || !strings.Contains(err.Error(), topic) {

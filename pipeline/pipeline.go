@@ -19,13 +19,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/exporter"
 	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 	"github.com/kpibridge/kpibridge/scorecard"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
@@ -78,6 +78,7 @@ type process struct {
 	snapshots exporter.SnapshotSource
 	kpis      prometheus.Gatherer // the KPI families, when export runs here
 	conns     []store.Conn
+	kafka     *kafkaconn.Security    // how the ingest role connects to Kafka
 	scorecard atomic.Pointer[[]byte] // the /scorecard page as last built (export role)
 }
 
@@ -306,21 +307,53 @@ func (p *process) check(ctx context.Context) []checkResult {
 	return out
 }
 
-// checkKafka dials the configured brokers until one answers.
+// checkKafka connects to the configured brokers, as the ingest role does
+// (TLS, SASL), until one accepts.
 func (p *process) checkKafka(ctx context.Context) error {
-	var errs []error
-	for _, b := range p.cfg.Kafka.Brokers {
-		conn, err := (&kafka.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, "tcp", b)
-		if err == nil {
-			_, err = conn.ApiVersions()
-			conn.Close()
-		}
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err)
+	err := p.kafka.Check(ctx, p.cfg.Kafka.Brokers)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kafkaconn.ErrRefused):
+		return fmt.Errorf("Kafka refuses kpibridge's connection (%s): %w", strings.Join(p.cfg.Kafka.Brokers, ", "), err)
 	}
-	return fmt.Errorf("no Kafka broker answers (%s): %w", strings.Join(p.cfg.Kafka.Brokers, ", "), errors.Join(errs...))
+	return fmt.Errorf("no Kafka broker answers (%s): %w", strings.Join(p.cfg.Kafka.Brokers, ", "), err)
+}
+
+// waitForKafka returns true once a broker accepts the ingest role's
+// connection (TLS handshake, SASL authentication), false if ctx ends first.
+// While Kafka is refused or unreachable it says why in one line, and again
+// only when the reason changes: the consumer, the lag poller and the DLQ
+// producer start after it, so they do not each retry and log the same
+// wrong password or certificate.
+func waitForKafka(ctx context.Context, sec *kafkaconn.Security, brokers []string, log *slog.Logger) bool {
+	last := ""
+	for delay := time.Second; ; delay = min(2*delay, 5*time.Second) {
+		check, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := sec.Check(check, brokers)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return false
+		case err == nil:
+			if last != "" {
+				log.Info("Kafka accepts the connection now; ingest starts", "brokers", strings.Join(brokers, ","))
+			}
+			return true
+		case err.Error() != last:
+			last = err.Error()
+			level := slog.LevelWarn
+			if errors.Is(err, kafkaconn.ErrRefused) {
+				level = slog.LevelError // a setting to fix, not an outage to wait out
+			}
+			log.Log(ctx, level, "cannot connect to Kafka; ingest waits and retries every few seconds", "brokers", strings.Join(brokers, ","), "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(delay):
+		}
+	}
 }
 
 // ready: every check holds; the error names the first that does not.
@@ -357,32 +390,43 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 	if err != nil {
 		return nil, err
 	}
-	conn, target, err := openStore(ctx, cfg)
+	if err := cfg.Ingest.Validate(); err != nil {
+		return nil, err
+	}
+	sec, err := cfg.KafkaSecurity(p.opts.Getenv)
 	if err != nil {
 		return nil, err
 	}
+	conn, target, err := openStore(ctx, cfg, p.opts.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	p.kafka = sec
 	var dlq *ingest.KafkaDLQ
 	var pub ingest.Publisher
 	if !cfg.Ingest.DLQ.Disabled {
-		dlq = ingest.NewKafkaDLQ(cfg.Kafka.Brokers, cfg.Ingest.DLQ.Suffix)
+		dlq = ingest.NewKafkaDLQ(cfg.Kafka.Brokers, cfg.Ingest.DLQ.Suffix, sec)
 		pub = dlq
 	}
-	src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, log)
 	metrics := ingest.NewMetrics(p.reg, cfg.Kafka.Topics)
-	lag := ingest.NewLagMonitor(cfg.Kafka.Brokers, cfg.Ingest.GroupID, cfg.Kafka.Topics, ingest.LagInterval, metrics, log)
-	in, err := ingest.New(cfg.Ingest, src, ingest.NewClickHouseWriter(conn, cfg.Ingest.DLQ.MaxPayloadBytes), pub, dec, metrics, log)
-	if err != nil {
-		src.Close()
-		conn.Close()
-		return nil, err
-	}
-	log.Info("ingest starting", "brokers", strings.Join(cfg.Kafka.Brokers, ","), "topics", strings.Join(cfg.Kafka.Topics, ","),
+	lag := ingest.NewLagMonitor(cfg.Kafka.Brokers, sec, cfg.Ingest.GroupID, cfg.Kafka.Topics, ingest.LagInterval, metrics, log)
+	w := ingest.NewClickHouseWriter(conn, cfg.Ingest.DLQ.MaxPayloadBytes)
+	log.Info("ingest starting", append([]any{"brokers", strings.Join(cfg.Kafka.Brokers, ","), "topics", strings.Join(cfg.Kafka.Topics, ","),
 		"group", cfg.Ingest.GroupID, "clickhouse", target.Redacted(), "batch_max_rows", cfg.Ingest.Batch.MaxRows,
-		"batch_max_wait", cfg.Ingest.Batch.MaxWait)
+		"batch_max_wait", cfg.Ingest.Batch.MaxWait}, sec.Describe()...)...)
 	p.conns = append(p.conns, conn)
 	return func(ctx context.Context) error {
 		if dlq != nil {
 			defer dlq.Close()
+		}
+		if !waitForKafka(ctx, sec, cfg.Kafka.Brokers, log) {
+			return nil // stopped before Kafka accepted: nothing consumed, nothing to drain
+		}
+		src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, sec, log)
+		in, err := ingest.New(cfg.Ingest, src, w, pub, dec, metrics, log)
+		if err != nil {
+			src.Close()
+			return err
 		}
 		lagCtx, stopLag := context.WithCancel(ctx)
 		lagDone := make(chan struct{})
@@ -396,8 +440,8 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 }
 
 // openStore connects to ClickHouse and checks the schema is current.
-func openStore(ctx context.Context, cfg config.Config) (store.Conn, store.Target, error) {
-	target, err := store.ParseDSN(cfg.ClickHouse.DSN)
+func openStore(ctx context.Context, cfg config.Config, getenv func(string) string) (store.Conn, store.Target, error) {
+	target, err := cfg.ClickHouseTarget(getenv)
 	if err != nil {
 		return nil, target, err
 	}
@@ -419,7 +463,7 @@ func buildTransform(ctx context.Context, p *process) (func(context.Context) erro
 	if err != nil {
 		return nil, err
 	}
-	conn, target, err := openStore(ctx, cfg)
+	conn, target, err := openStore(ctx, cfg, p.opts.Getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +475,17 @@ func buildTransform(ctx context.Context, p *process) (func(context.Context) erro
 	log.Info("transform starting", "kpis", len(cat.KPIs), "catalog", catalogName(cfg.Transform), "clickhouse", target.Redacted())
 	p.conns = append(p.conns, conn)
 	p.scheduler, p.catalog = s, cat
-	return s.Run, nil
+	return func(ctx context.Context) error {
+		// Retention runs beside the scheduler and stops with it.
+		ctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			transform.RunRetention(ctx, conn, target.Database, cfg.Retention, cat, log)
+		}()
+		defer func() { stop(); <-done }()
+		return s.Run(ctx)
+	}, nil
 }
 
 func catalogName(c transform.Config) string {
@@ -457,7 +511,7 @@ func buildExport(ctx context.Context, p *process) (func(context.Context) error, 
 	if err != nil {
 		return nil, err
 	}
-	conn, target, err := openStore(ctx, cfg)
+	conn, target, err := openStore(ctx, cfg, p.opts.Getenv)
 	if err != nil {
 		return nil, err
 	}

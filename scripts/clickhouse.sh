@@ -6,15 +6,25 @@
 #   scripts/clickhouse.sh stop     # stops the server this script started
 #   scripts/clickhouse.sh status   # exit 0 when it answers
 #   scripts/clickhouse.sh dsn      # prints the DSN to use
+#   scripts/clickhouse.sh env      # prints the KPIBRIDGE_TEST_CLICKHOUSE_* exports for tests
+#
+# Besides the plain native port the server listens on a TLS native port
+# (tcp_port_secure) with a certificate of a throwaway CA made here with
+# openssl (under $CLICKHOUSE_DIR/tls), and has a second user,
+# kpibridge_test, with a random password (in $CLICKHOUSE_DIR/tls), for the
+# tests of secured connections.
 #
 # Environment: CLICKHOUSE_DIR (default .run/clickhouse), CLICKHOUSE_PORT (native
-# protocol, default 19000), CLICKHOUSE_HTTP_PORT (default 18123).
+# protocol, default 19000), CLICKHOUSE_HTTP_PORT (default 18123),
+# CLICKHOUSE_TLS_PORT (native protocol over TLS, default 19440).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${CLICKHOUSE_DIR:-$root/.run/clickhouse}
 port=${CLICKHOUSE_PORT:-19000}
 http_port=${CLICKHOUSE_HTTP_PORT:-18123}
+tls_port=${CLICKHOUSE_TLS_PORT:-19440}
+tls=$dir/tls
 pidfile=$dir/clickhouse.pid
 
 log() { echo "clickhouse.sh: $*" >&2; }
@@ -31,8 +41,31 @@ install() {
 	"$root/scripts/install-deps.sh" clickhouse
 }
 
+# write_tls makes, once, a CA, a server certificate it signs for 127.0.0.1
+# and localhost, and the test user's password.
+write_tls() {
+	[ -s "$tls/server.pem" ] && [ -s "$tls/kpibridge_test.password" ] && return
+	if ! command -v openssl >/dev/null 2>&1; then
+		"$root/scripts/install-deps.sh" openssl
+	fi
+	mkdir -p "$tls"
+	(
+		cd "$tls"
+		openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=kpibridge test CA" -keyout ca.key -out ca.pem
+		openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 -extfile server.ext -out server.pem
+		openssl rand -hex 16 >kpibridge_test.password
+		chmod 600 ca.key server.key kpibridge_test.password
+	) >"$dir/log/openssl.log" 2>&1 || {
+		log "could not make the TLS certificates; see $dir/log/openssl.log"
+		exit 1
+	}
+}
+
 write_config() {
 	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/log" "$dir/format_schemas"
+	write_tls
 	cat >"$dir/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
@@ -46,6 +79,18 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$port</tcp_port>
     <http_port>$http_port</http_port>
+    <tcp_port_secure>$tls_port</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$tls/server.pem</certificateFile>
+            <privateKeyFile>$tls/server.key</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>
     <max_connections>256</max_connections>
     <keep_alive_timeout>3</keep_alive_timeout>
     <max_concurrent_queries>64</max_concurrent_queries>
@@ -86,6 +131,12 @@ EOF
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <kpibridge_test>
+            <password>$(cat "$tls/kpibridge_test.password")</password>
+            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </kpibridge_test>
     </users>
     <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
@@ -139,8 +190,15 @@ start) start ;;
 stop) stop ;;
 status) answers ;;
 dsn) echo "clickhouse://127.0.0.1:$port/kpibridge" ;;
+env)
+	echo "export KPIBRIDGE_TEST_CLICKHOUSE_DSN=clickhouse://127.0.0.1:$port/kpibridge"
+	echo "export KPIBRIDGE_TEST_CLICKHOUSE_TLS_ADDR=127.0.0.1:$tls_port"
+	echo "export KPIBRIDGE_TEST_CLICKHOUSE_TLS_CA=$tls/ca.pem"
+	echo "export KPIBRIDGE_TEST_CLICKHOUSE_USER=kpibridge_test"
+	echo "export KPIBRIDGE_TEST_CLICKHOUSE_PASSWORD_FILE=$tls/kpibridge_test.password"
+	;;
 *)
-	echo "usage: $0 start|stop|status|dsn" >&2
+	echo "usage: $0 start|stop|status|dsn|env" >&2
 	exit 2
 	;;
 esac

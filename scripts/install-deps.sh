@@ -4,6 +4,7 @@
 #
 #   scripts/install-deps.sh            # everything
 #   scripts/install-deps.sh clickhouse # only ClickHouse server and client
+#   scripts/install-deps.sh openssl    # only openssl (the test server's certificates)
 set -euo pipefail
 
 want=()
@@ -23,10 +24,14 @@ clickhouse)
 	need clickhouse-server clickhouse-server
 	need clickhouse-client clickhouse-client
 	;;
+openssl)
+	need openssl openssl
+	;;
 all)
 	need clickhouse-server clickhouse-server
 	need clickhouse-client clickhouse-client
 	need kcat kcat
+	need openssl openssl
 	need promtool prometheus
 	need prometheus prometheus
 	need amtool prometheus-alertmanager
@@ -37,7 +42,7 @@ all)
 	need npm npm
 	;;
 *)
-	echo "usage: $0 [all|clickhouse|npm]" >&2
+	echo "usage: $0 [all|clickhouse|openssl|npm]" >&2
 	exit 2
 	;;
 esac

@@ -8,5 +8,6 @@ if ! scripts/clickhouse.sh status; then
 	scripts/clickhouse.sh start
 	started_clickhouse=1
 fi
-KPIBRIDGE_TEST_CLICKHOUSE_DSN=$(scripts/clickhouse.sh dsn)
-export KPIBRIDGE_TEST_CLICKHOUSE_DSN
+# KPIBRIDGE_TEST_CLICKHOUSE_DSN, and the TLS port, its CA and a user with a
+# password for the tests of secured connections.
+eval "$(scripts/clickhouse.sh env)"

@@ -12,7 +12,7 @@ mkdir -p .run
 
 echo "== go vet"
 go vet ./...
-go vet -tags chdb ./store/ ./transform/ ./internal/chdbtest/
+go vet -tags chdb ./store/ ./transform/ ./identity/ ./internal/chdbtest/
 
 echo "== go test (unit + integration; ClickHouse at $KPIBRIDGE_TEST_CLICKHOUSE_DSN)"
 log=.run/test.log
@@ -22,7 +22,7 @@ go test -count=1 -v -timeout 20m ./... >"$log" 2>&1 || rc=$?
 echo "== chDB conformance (current ClickHouse)"
 CHDB_LIB_PATH=$(scripts/chdb.sh)
 export CHDB_LIB_PATH
-go test -count=1 -v -tags chdb -run 'ChDB' ./store/ ./transform/ >>"$log" 2>&1 || rc=$?
+go test -count=1 -v -tags chdb -run 'ChDB' ./store/ ./transform/ ./identity/ >>"$log" 2>&1 || rc=$?
 
 # Show what matters: on success the package results and skips; on failure
 # everything but the lines of passing tests.

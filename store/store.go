@@ -5,16 +5,21 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/ext"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/kpibridge/kpibridge/internal/tlserror"
 )
 
 // Conn is the part of a ClickHouse connection kpibridge uses.
@@ -61,17 +66,55 @@ func ParseDSN(dsn string) (Target, error) {
 // redact hides a password in a DSN so it can be logged.
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
+	if err != nil {
 		return dsn
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	changed := false
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User, changed = url.UserPassword(u.User.Username(), "xxxxx"), true
+		}
+	}
+	if q := u.Query(); q.Has("password") { // clickhouse-go also reads ?password=
+		q.Set("password", "xxxxx")
+		u.RawQuery, changed = q.Encode(), true
+	}
+	if !changed {
+		return dsn
 	}
 	return u.String()
 }
 
 // Redacted is the DSN with any password hidden, for logs and errors.
 func (t Target) Redacted() string { return redact(t.DSN) }
+
+// WithTLS returns a copy of t that connects over TLS with cfg.
+func (t Target) WithTLS(cfg *tls.Config) Target {
+	if t.options == nil {
+		return t
+	}
+	opts := *t.options
+	opts.TLS = cfg
+	t.options = &opts
+	return t
+}
+
+// WithAuth returns a copy of t that logs in as user with password; an
+// empty user or password keeps the DSN's.
+func (t Target) WithAuth(user, password string) Target {
+	if t.options == nil || (user == "" && password == "") {
+		return t
+	}
+	opts := *t.options
+	if user != "" {
+		opts.Auth.Username = user
+	}
+	if password != "" {
+		opts.Auth.Password = password
+	}
+	t.options = &opts
+	return t
+}
 
 // Open connects to the target database and checks the server answers.
 func Open(ctx context.Context, t Target) (Conn, error) {
@@ -96,6 +139,19 @@ func open(ctx context.Context, t Target, database string) (Conn, error) {
 		if errors.As(err, &ex) && ex.Code == codeUnknownDatabase {
 			return nil, fmt.Errorf("ClickHouse %s answers, but database %s does not exist: run `kpibridge migrate` (with the same --clickhouse) to create it and its tables", t.Redacted(), database)
 		}
+		if errors.As(err, &ex) && slices.Contains(codesAuthentication, ex.Code) {
+			return nil, fmt.Errorf("ClickHouse %s refused user %q: authentication failed; check clickhouse.user and the password (%s, clickhouse.password_file or the DSN): %w",
+				t.Redacted(), opts.Auth.Username, "KPIBRIDGE_CLICKHOUSE_PASSWORD", err)
+		}
+		if opts.TLS != nil {
+			server := opts.TLS.ServerName
+			if server == "" && len(opts.Addr) > 0 {
+				server, _, _ = net.SplitHostPort(opts.Addr[0])
+			}
+			if what := tlserror.Explain(err, server, "clickhouse.tls"); what != "" {
+				return nil, fmt.Errorf("ClickHouse %s: TLS: %s: %w", t.Redacted(), what, err)
+			}
+		}
 		return nil, fmt.Errorf("ClickHouse %s (database %s) does not answer: %w", t.Redacted(), database, err)
 	}
 	return conn, nil
@@ -103,6 +159,11 @@ func open(ctx context.Context, t Target, database string) (Conn, error) {
 
 // codeUnknownDatabase is ClickHouse's error code for a database that does not exist.
 const codeUnknownDatabase = 81
+
+// codesAuthentication are ClickHouse's error codes for a login refused:
+// UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD (older servers) and
+// AUTHENTICATION_FAILED (current ones).
+var codesAuthentication = []int32{192, 193, 194, 516}
 
 // CreateDatabase creates the target's database if it does not exist yet.
 func CreateDatabase(ctx context.Context, t Target) error {

@@ -6,8 +6,6 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/kpibridge/kpibridge/store"
 )
 
 func registerConfigCheck(k *kingpin.Application, a *app) (string, action) {
@@ -18,8 +16,12 @@ func registerConfigCheck(k *kingpin.Application, a *app) (string, action) {
 		if err != nil {
 			return err
 		}
-		t, err := store.ParseDSN(cfg.ClickHouse.DSN)
+		// Certificates and password files are read as a run would read them.
+		t, err := cfg.ClickHouseTarget(a.getenv)
 		if err != nil {
+			return err
+		}
+		if _, err := cfg.KafkaSecurity(a.getenv); err != nil {
 			return err
 		}
 		cfg.ClickHouse.DSN = t.Redacted()

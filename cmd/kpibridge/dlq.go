@@ -11,6 +11,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 )
 
 func registerDLQ(k *kingpin.Application, a *app) []registered {
@@ -33,12 +34,16 @@ func registerDLQ(k *kingpin.Application, a *app) []registered {
 			if err != nil {
 				return err
 			}
+			sec, err := cfg.KafkaSecurity(a.getenv)
+			if err != nil {
+				return err
+			}
 			if *summary {
-				return a.printDLQSummary(ctx, cfg.Kafka.Brokers, *listTopic)
+				return a.printDLQSummary(ctx, cfg.Kafka.Brokers, sec, *listTopic)
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			n := 0
-			err = ingest.ReadDLQ(ctx, cfg.Kafka.Brokers, *listTopic, func(d ingest.DLQMessage) error {
+			err = ingest.ReadDLQ(ctx, cfg.Kafka.Brokers, sec, *listTopic, func(d ingest.DLQMessage) error {
 				if n++; n == 1 {
 					fmt.Fprintln(w, "PARTITION\tOFFSET\tREASON\tORIGINAL\tORIGINAL TIME\tKEY\tDETAIL")
 				}
@@ -62,18 +67,22 @@ func registerDLQ(k *kingpin.Application, a *app) []registered {
 			if err != nil {
 				return err
 			}
-			s, err := ingest.ReplayDLQ(ctx, ingest.ReplayOptions{Brokers: cfg.Kafka.Brokers, Topic: *replayTopic, Reason: *reason, DryRun: *dryRun})
+			sec, err := cfg.KafkaSecurity(a.getenv)
+			if err != nil {
+				return err
+			}
+			s, err := ingest.ReplayDLQ(ctx, ingest.ReplayOptions{Brokers: cfg.Kafka.Brokers, Security: sec, Topic: *replayTopic, Reason: *reason, DryRun: *dryRun})
 			a.printReplaySummary(s)
 			return err
 		}},
 	}
 }
 
-func (a *app) printDLQSummary(ctx context.Context, brokers []string, topic string) error {
+func (a *app) printDLQSummary(ctx context.Context, brokers []string, sec *kafkaconn.Security, topic string) error {
 	type key struct{ reason, original string }
 	counts := map[key]int{}
 	n := 0
-	err := ingest.ReadDLQ(ctx, brokers, topic, func(d ingest.DLQMessage) error {
+	err := ingest.ReadDLQ(ctx, brokers, sec, topic, func(d ingest.DLQMessage) error {
 		n++
 		counts[key{d.Reason, d.OriginalTopic}]++
 		return nil

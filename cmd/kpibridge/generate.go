@@ -84,7 +84,11 @@ func registerGenerate(k *kingpin.Application, a *app) (string, action) {
 			}
 			sink, err = generate.NewFileSink(*out, a.stdout)
 		} else {
-			sink, err = generate.NewKafkaSink(generate.KafkaConfig{Brokers: cfg.Kafka.Brokers, Compression: *compression})
+			sec, serr := cfg.KafkaSecurity(a.getenv)
+			if serr != nil {
+				return serr
+			}
+			sink, err = generate.NewKafkaSink(generate.KafkaConfig{Brokers: cfg.Kafka.Brokers, Compression: *compression, Security: sec})
 		}
 		if err != nil {
 			return err

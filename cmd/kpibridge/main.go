@@ -177,7 +177,7 @@ func (a *app) loadCatalog(file string) (*catalog.Catalog, config.Config, error) 
 
 // openStore connects to the configured ClickHouse database.
 func (a *app) openStore(ctx context.Context, cfg config.Config) (store.Conn, error) {
-	target, err := store.ParseDSN(cfg.ClickHouse.DSN)
+	target, err := cfg.ClickHouseTarget(a.getenv)
 	if err != nil {
 		return nil, err
 	}

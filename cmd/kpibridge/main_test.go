@@ -23,7 +23,7 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (code int, stdo
 }
 
 func TestEverySubcommandHasHelp(t *testing.T) {
-	for _, sub := range []string{"broker", "migrate", "generate", "check-config", "run", "demo", "kpis list", "kpis check", "kpis query", "kpis docs", "customer", "dlq list", "dlq replay"} {
+	for _, sub := range []string{"broker", "migrate", "generate", "check-config", "run", "demo", "kpis list", "kpis check", "kpis query", "kpis docs", "customer", "customer show", "customer forget", "dlq list", "dlq replay"} {
 		t.Run(sub, func(t *testing.T) {
 			code, out, errOut := runCLI(t, nil, append(strings.Fields(sub), "--help")...)
 			if code != 0 {

@@ -17,7 +17,7 @@ func registerMigrate(k *kingpin.Application, a *app) (string, action) {
 		if err != nil {
 			return err
 		}
-		target, err := store.ParseDSN(cfg.ClickHouse.DSN)
+		target, err := cfg.ClickHouseTarget(a.getenv)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ func TestReadmeStatementsHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := map[string]string{"clickhouse-server": "ClickHouse server", "clickhouse-client": "client", "kcat": "kcat",
-		"prometheus": "Prometheus", "prometheus-alertmanager": "Alertmanager", "chromium": "Chromium", "npm": "npm"}
+		"prometheus": "Prometheus", "prometheus-alertmanager": "Alertmanager", "chromium": "Chromium", "npm": "npm", "openssl": "openssl"}
 	for _, m := range regexp.MustCompile(`need \S+ (\S+)`).FindAllStringSubmatch(string(deps), -1) {
 		pkg := m[1]
 		if pkg == "make" || pkg == "git" || pkg == "PACKAGE..." {

@@ -125,6 +125,8 @@ func literal(v any) (string, error) {
 		return strconv.FormatUint(v, 10), nil
 	case uint32:
 		return strconv.FormatUint(uint64(v), 10), nil
+	case int:
+		return strconv.Itoa(v), nil
 	case time.Time:
 		return "toDateTime('" + v.UTC().Format("2006-01-02 15:04:05") + "', 'UTC')", nil
 	}
@@ -177,7 +179,8 @@ func (q Querier) Query(_ context.Context, sql string, args ...any) (driver.Rows,
 	return r, nil
 }
 
-// rows is a TSV result as driver.Rows; only what KPI evaluation uses works.
+// rows is a TSV result as driver.Rows; only what KPI evaluation, retention
+// and erasure use works.
 type rows struct {
 	data [][]string
 	i    int
@@ -200,6 +203,12 @@ func (r *rows) Scan(dest ...any) error {
 				return err
 			}
 			*d = f
+		case *uint64:
+			n, err := strconv.ParseUint(row[i], 10, 64)
+			if err != nil {
+				return err
+			}
+			*d = n
 		default:
 			return fmt.Errorf("scan into %T is not supported", d)
 		}
@@ -213,3 +222,56 @@ func (r *rows) Columns() []string                { return nil }
 func (r *rows) Close() error                     { return nil }
 func (r *rows) Err() error                       { return r.err }
 func (r *rows) HasData() bool                    { return len(r.data) > 0 }
+
+// Conn runs kpibridge code that takes a store.Conn on a chDB session: its
+// Query, QueryRow and Exec inline the arguments and run the SQL on current
+// ClickHouse. Every other method of store.Conn panics (the embedded nil
+// interface): code that needs them cannot run here.
+type Conn struct {
+	store.Conn
+	S *chdb.Session
+}
+
+// Query runs a read query, as Querier does.
+func (c Conn) Query(ctx context.Context, sql string, args ...any) (driver.Rows, error) {
+	return Querier{S: c.S}.Query(ctx, sql, args...)
+}
+
+// QueryRow runs a query and returns its first row.
+func (c Conn) QueryRow(ctx context.Context, sql string, args ...any) driver.Row {
+	rs, err := c.Query(ctx, sql, args...)
+	if err != nil {
+		return row{err: err}
+	}
+	r := rs.(*rows)
+	if !r.Next() {
+		return row{err: fmt.Errorf("no rows: %s", sql)}
+	}
+	return row{r: r}
+}
+
+// Exec runs a statement.
+func (c Conn) Exec(_ context.Context, sql string, args ...any) error {
+	text, err := Inline(store.Query{SQL: sql, Args: args})
+	if err != nil {
+		return err
+	}
+	if _, err := run(c.S, text); err != nil {
+		return fmt.Errorf("chDB: %w\nSQL:\n%s", err, text)
+	}
+	return nil
+}
+
+type row struct {
+	r   *rows
+	err error
+}
+
+func (r row) Err() error { return r.err }
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.r.Scan(dest...)
+}
+func (r row) ScanStruct(any) error { return fmt.Errorf("ScanStruct is not supported") }
