@@ -41,9 +41,19 @@ type DLQConfig struct {
 	Suffix string `yaml:"suffix"`
 	// Disabled turns off the Kafka dead-letter topics (dead_letters rows are always written).
 	Disabled bool `yaml:"disabled"`
-	// MaxPayloadBytes truncates the payload stored in ClickHouse's dead_letters
-	// (the DLQ topic always keeps the whole message).
+	// MaxPayloadBytes truncates the payload stored in ClickHouse's dead_letters.
 	MaxPayloadBytes int `yaml:"max_payload_bytes"`
+	// MaxMessageBytes caps a message to a DLQ topic, key, value and headers
+	// together: a longer value is truncated (header kpibridge-truncated-from
+	// says its size) so that the broker's max.message.bytes never refuses it.
+	// Set it at or below the DLQ topics' max.message.bytes.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxWait bounds how long a batch waits for its dead letters to be
+	// published while the DLQ topic refuses them. After it (at once, for an
+	// error no retry can fix: topic not authorized, message too large) the
+	// batch is committed without them: they stay in dead_letters, and the
+	// process is not ready until a later publish succeeds.
+	MaxWait time.Duration `yaml:"max_wait"`
 	// KeepOriginal publishes dead letters to the DLQ topics as consumed,
 	// raw email addresses included, for teams whose Kafka is the system of
 	// record; by default every address is redacted there too. dead_letters
@@ -68,7 +78,7 @@ func Default() Config {
 	return Config{
 		GroupID:         "kpibridge-ingest",
 		Batch:           BatchConfig{MaxRows: 50000, MaxBytes: 32 << 20, MaxWait: time.Second},
-		DLQ:             DLQConfig{Suffix: ".dlq", MaxPayloadBytes: 16 << 10},
+		DLQ:             DLQConfig{Suffix: ".dlq", MaxPayloadBytes: 16 << 10, MaxMessageBytes: 1_000_000, MaxWait: 30 * time.Second},
 		Retry:           RetryConfig{InitialBackoff: 250 * time.Millisecond, MaxBackoff: 15 * time.Second},
 		Dedupe:          DedupeConfig{Window: 1 << 20},
 		ShutdownTimeout: 30 * time.Second,
@@ -95,6 +105,12 @@ func (c Config) Validate() error {
 	}
 	if c.DLQ.MaxPayloadBytes <= 0 {
 		errs = append(errs, fmt.Errorf("ingest.dlq.max_payload_bytes: must be > 0, got %d", c.DLQ.MaxPayloadBytes))
+	}
+	if c.DLQ.MaxMessageBytes < 1024 {
+		errs = append(errs, fmt.Errorf("ingest.dlq.max_message_bytes: must be >= 1024 (the headers need room), got %d", c.DLQ.MaxMessageBytes))
+	}
+	if c.DLQ.MaxWait <= 0 {
+		errs = append(errs, fmt.Errorf("ingest.dlq.max_wait: must be > 0, got %s", c.DLQ.MaxWait))
 	}
 	if c.Retry.InitialBackoff <= 0 || c.Retry.MaxBackoff < c.Retry.InitialBackoff {
 		errs = append(errs, fmt.Errorf("ingest.retry: need 0 < initial_backoff <= max_backoff, got %s and %s", c.Retry.InitialBackoff, c.Retry.MaxBackoff))

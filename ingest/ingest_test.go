@@ -72,6 +72,7 @@ type running struct {
 	err     error
 	metrics *ingest.Metrics
 	reg     *prometheus.Registry
+	in      *ingest.Ingester
 }
 
 func (r *running) stop(t *testing.T) {
@@ -106,13 +107,13 @@ func (e *env) startWith(cfg ingest.Config, conn store.Conn, dec ingest.Decoder) 
 		log = logger(e.t)
 	}
 	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, nil, log)
-	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ.Suffix, nil)
+	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ, nil)
 	in, err := ingest.New(cfg, src, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dlq, dec, m, log)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan struct{}), metrics: m, reg: reg}
+	r := &running{cancel: cancel, done: make(chan struct{}), metrics: m, reg: reg, in: in}
 	go func() {
 		defer close(r.done)
 		defer dlq.Close()

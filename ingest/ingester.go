@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/internal/lograte"
+	"github.com/kpibridge/kpibridge/store"
 )
 
 // Source is a consumer-group member: kafka-go's *kafka.Reader with a GroupID.
@@ -69,7 +72,41 @@ type Ingester struct {
 	// fetchLog writes a failing fetch once a minute, with a count.
 	fetchLog *lograte.Limiter
 	newest   map[string]time.Time // newest stored occurred_at by source; storing stage only
+
+	mu       sync.Mutex
+	problems map[string]string // why the process is not ready, by target; see Health
 }
+
+// Health is nil while ingest works as it should, else why not: ClickHouse
+// refuses its writes for a reason no retry fixes (the schema, a column's
+// type, the user's grants), or a DLQ topic refuses dead letters. Readiness
+// (/-/ready) reports it; it clears with the next write that succeeds.
+func (in *Ingester) Health() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(in.problems)) {
+		errs = append(errs, errors.New(in.problems[k]))
+	}
+	return errors.Join(errs...)
+}
+
+func (in *Ingester) setProblem(target, problem string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if problem == "" {
+		delete(in.problems, target)
+		return
+	}
+	in.problems[target] = problem
+}
+
+// dlqUnwritable: the DLQ topic refused a batch's dead letters past
+// dlq.max_wait, or for good; the batch is committed without them.
+type dlqUnwritable struct{ err error }
+
+func (e *dlqUnwritable) Error() string { return e.err.Error() }
+func (e *dlqUnwritable) Unwrap() error { return e.err }
 
 // New wires an Ingester. dlq may be nil (DLQ topics disabled).
 func New(cfg Config, src Source, w Writer, dlq Publisher, dec Decoder, m *Metrics, logger *slog.Logger) (*Ingester, error) {
@@ -80,7 +117,7 @@ func New(cfg Config, src Source, w Writer, dlq Publisher, dec Decoder, m *Metric
 		return nil, errors.New("ingest.New: source, writer, decoder, metrics and logger are required")
 	}
 	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), newest: map[string]time.Time{},
-		fetchLog: lograte.New(logger, time.Minute)}, nil
+		fetchLog: lograte.New(logger, time.Minute), problems: map[string]string{}}, nil
 }
 
 // partitionSpan is what a batch holds of one partition.
@@ -338,8 +375,31 @@ func (in *Ingester) flush(ctx context.Context, b *batch) error {
 		wg.Go(func() { errs[i] = in.retry(ctx, s.target, s.table, s.n, where, s.fn) })
 	}
 	wg.Wait()
+	dlqFailed := false
+	for i, err := range errs {
+		var unwritable *dlqUnwritable
+		if errors.As(err, &unwritable) {
+			// Stalling every partition behind a topic that refuses is worse
+			// than a DLQ topic missing a few messages dead_letters holds.
+			errs[i], dlqFailed = nil, true
+			topics := map[string]int{}
+			for _, d := range b.dead {
+				topics[d.Topic+in.cfg.DLQ.Suffix]++
+			}
+			for t, n := range topics {
+				in.m.DLQFailures.WithLabelValues(t).Add(float64(n))
+			}
+			in.log.Error("dead-letter topic refuses the batch's dead letters; committing without them: they stay in ClickHouse dead_letters only",
+				"dead_letters", len(b.dead), "offsets", where, "err", unwritable.err,
+				"next", "fix the topic (create it, grant WRITE, raise max.message.bytes or lower ingest.dlq.max_message_bytes)")
+			in.setProblem("kafka", fmt.Sprintf("dead-letter topic unwritable (%v): %d dead letters kept in ClickHouse dead_letters only", unwritable.err, len(b.dead)))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if in.dlq != nil && len(b.dead) > 0 && !dlqFailed {
+		in.setProblem("kafka", "")
 	}
 	in.commit(ctx, b, where)
 
@@ -351,7 +411,7 @@ func (in *Ingester) flush(ctx context.Context, b *batch) error {
 	in.logDeadLetters(b.dead)
 	for _, d := range b.dead {
 		in.m.DeadLetters.WithLabelValues(d.Topic, string(d.Reason)).Inc()
-		if in.dlq != nil {
+		if in.dlq != nil && !dlqFailed {
 			in.m.DLQWrites.WithLabelValues(d.Topic + in.cfg.DLQ.Suffix).Inc()
 		}
 	}
@@ -369,7 +429,14 @@ func (in *Ingester) flush(ctx context.Context, b *batch) error {
 }
 
 // retry runs fn until it succeeds, backing off exponentially with jitter.
+//
+// A ClickHouse error no retry fixes (store.Permanent) is logged as an
+// error with what to do and makes the process not ready, and is still
+// retried: once the schema or grants are fixed, ingest resumes by itself.
+// A DLQ publish gives up after dlq.max_wait, or at once when the topic
+// refuses for good (a *dlqUnwritable).
 func (in *Ingester) retry(ctx context.Context, target, table string, n int, where string, fn func(context.Context) error) error {
+	first := time.Now()
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := fn(ctx)
@@ -377,6 +444,9 @@ func (in *Ingester) retry(ctx context.Context, target, table string, n int, wher
 			in.m.InsertDuration.WithLabelValues(table).Observe(time.Since(start).Seconds())
 			if attempt > 1 {
 				in.log.Info("write recovered", "target", target, "table", table, "rows", n, "attempts", attempt)
+				if target == "clickhouse" {
+					in.setProblem(target+" "+table, "")
+				}
 			}
 			return nil
 		}
@@ -386,7 +456,20 @@ func (in *Ingester) retry(ctx context.Context, target, table string, n int, wher
 		if ctx.Err() != nil {
 			return fmt.Errorf("write %d rows to %s %s (%s): %w", n, target, table, where, err)
 		}
+		if target == "kafka" && (PermanentDLQError(err) || time.Since(first) >= in.cfg.DLQ.MaxWait) {
+			return &dlqUnwritable{err}
+		}
 		wait := in.backoff(attempt)
+		if hint, ok := store.Permanent(err); ok && target == "clickhouse" {
+			in.setProblem(target+" "+table, fmt.Sprintf("ClickHouse refuses writes to %s: %v: %s", table, err, hint))
+			in.log.Error("ClickHouse refuses the write for a reason retrying cannot fix; offsets stay uncommitted, retrying until it is fixed",
+				"table", table, "rows", n, "offsets", where, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err, "fix", hint)
+			in.m.Retries.WithLabelValues(target).Inc()
+			if !sleep(ctx, wait) {
+				return fmt.Errorf("write %d rows to %s %s (%s): gave up on shutdown: %w", n, target, table, where, err)
+			}
+			continue
+		}
 		in.log.Warn("write failed; offsets stay uncommitted, retrying", "target", target, "table", table, "rows", n,
 			"offsets", where, "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
 		in.m.Retries.WithLabelValues(target).Inc()

@@ -21,6 +21,7 @@ type Metrics struct {
 	Messages       *prometheus.CounterVec
 	DeadLetters    *prometheus.CounterVec
 	DLQWrites      *prometheus.CounterVec
+	DLQFailures    *prometheus.CounterVec
 	BatchRows      prometheus.Histogram
 	InsertDuration *prometheus.HistogramVec
 	InsertErrors   *prometheus.CounterVec
@@ -43,6 +44,10 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 		}, []string{"topic", "reason"}),
 		DLQWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpibridge_ingest_dlq_writes_total", Help: "Messages written to the Kafka dead-letter topics, by DLQ topic.",
+		}, []string{"topic"}),
+		DLQFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpibridge_ingest_dlq_failures_total",
+			Help: "Dead letters not published to their DLQ topic (kept in ClickHouse dead_letters only), by DLQ topic.",
 		}, []string{"topic"}),
 		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kpibridge_ingest_batch_rows", Help: "Messages per flushed batch.",
@@ -91,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 		m.InsertErrors.WithLabelValues(table)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Messages, m.DeadLetters, m.DLQWrites, m.BatchRows, m.InsertDuration, m.InsertErrors,
+		reg.MustRegister(m.Messages, m.DeadLetters, m.DLQWrites, m.DLQFailures, m.BatchRows, m.InsertDuration, m.InsertErrors,
 			m.Retries, m.Commits, m.CommitErrors, m.LastEventTime, m.LastIngestTime, m.ConsumerLag)
 	}
 	return m

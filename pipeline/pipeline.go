@@ -78,8 +78,9 @@ type process struct {
 	snapshots exporter.SnapshotSource
 	kpis      prometheus.Gatherer // the KPI families, when export runs here
 	conns     []store.Conn
-	kafka     *kafkaconn.Security    // how the ingest role connects to Kafka
-	scorecard atomic.Pointer[[]byte] // the /scorecard page as last built (export role)
+	kafka     *kafkaconn.Security             // how the ingest role connects to Kafka
+	ingester  atomic.Pointer[ingest.Ingester] // the ingest role's, once it consumes
+	scorecard atomic.Pointer[[]byte]          // the /scorecard page as last built (export role)
 }
 
 // Run runs the roles, and the HTTP server for their metrics, until ctx ends
@@ -292,6 +293,9 @@ func (p *process) check(ctx context.Context) []checkResult {
 	}
 	if slices.Contains(p.opts.Roles, "ingest") {
 		out = append(out, checkResult{"kafka", true, p.checkKafka(ctx)})
+		if in := p.ingester.Load(); in != nil {
+			out = append(out, checkResult{"ingest", false, in.Health()})
+		}
 	}
 	if p.snapshots != nil {
 		var err error
@@ -405,7 +409,7 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 	var dlq *ingest.KafkaDLQ
 	var pub ingest.Publisher
 	if !cfg.Ingest.DLQ.Disabled {
-		dlq = ingest.NewKafkaDLQ(cfg.Kafka.Brokers, cfg.Ingest.DLQ.Suffix, sec)
+		dlq = ingest.NewKafkaDLQ(cfg.Kafka.Brokers, cfg.Ingest.DLQ, sec)
 		pub = dlq
 	}
 	metrics := ingest.NewMetrics(p.reg, cfg.Kafka.Topics)
@@ -422,12 +426,23 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 		if !waitForKafka(ctx, sec, cfg.Kafka.Brokers, log) {
 			return nil // stopped before Kafka accepted: nothing consumed, nothing to drain
 		}
+		if dlq != nil {
+			// A broker with topic auto-creation off would refuse every dead letter.
+			created, err := dlq.EnsureTopics(ctx, cfg.Kafka.Topics)
+			if len(created) > 0 {
+				log.Info("created dead-letter topics", "topics", strings.Join(created, ","))
+			}
+			if err != nil {
+				log.Warn("cannot make sure the dead-letter topics exist; dead letters may only reach ClickHouse dead_letters", "err", err)
+			}
+		}
 		src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, sec, log)
 		in, err := ingest.New(cfg.Ingest, src, w, pub, dec, metrics, log)
 		if err != nil {
 			src.Close()
 			return err
 		}
+		p.ingester.Store(in)
 		lagCtx, stopLag := context.WithCancel(ctx)
 		lagDone := make(chan struct{})
 		go func() {
