@@ -1,7 +1,6 @@
 package demo_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,18 +17,6 @@ import (
 	"github.com/kpibridge/kpibridge/demo"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestDemoRunsAndServesKPIs runs the demo for a short while (against the
 // test ClickHouse server), scrapes it, and stops it with its context.
@@ -49,7 +35,7 @@ func TestDemoRunsAndServesKPIs(t *testing.T) {
 		Prometheus: true, PrometheusListen: promAddr, AlertmanagerListen: amAddr, Dir: t.TempDir()}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out := &syncBuffer{}
+	out := &testenv.Output{}
 	done := make(chan error, 1)
 	go func() {
 		cfg := config.Default()

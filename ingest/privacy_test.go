@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +17,6 @@ import (
 
 // testKey is the email hash key of decoder(t).
 var testKey = []byte("test-key-0123456789")
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Messages with email addresses everywhere a producer may put one. Each
 // address is distinct so that a finding names where it came from.
@@ -71,7 +52,7 @@ var privacyAddresses = []string{"alice.valid@example.com", "carol.note@example.o
 // email hash as the original message would have had.
 func TestNoRawEmailAtRest(t *testing.T) {
 	e := setup(t, 2)
-	var logs lockedBuffer
+	var logs testenv.Output
 	e.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	msgs := append(append([]kafka.Message(nil), privacyMessages...), privacyMessages[0]) // and a re-sent duplicate
 	testenv.Produce(t, e.addr, msgs...)

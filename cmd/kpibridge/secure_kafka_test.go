@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,26 +27,13 @@ const (
 	kafkaPassword = "s3cret-for-the-secure-broker"
 )
 
-// output is a child process's stdout and stderr, readable while it runs.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-func (o *output) String() string { o.mu.Lock(); defer o.mu.Unlock(); return o.buf.String() }
-
 // startProcess runs the kpibridge binary with args and extra environment
 // until the test ends.
-func startProcess(t *testing.T, name string, env []string, args ...string) *output {
+func startProcess(t *testing.T, name string, env []string, args ...string) *testenv.Output {
 	t.Helper()
 	cmd := exec.Command(testenv.Binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
-	out := &output{}
+	out := &testenv.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -88,7 +73,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 type secureKafka struct {
 	addr, mechanism string
 	ca              *testenv.CA
-	out             *output
+	out             *testenv.Output
 	dir             string
 }
 

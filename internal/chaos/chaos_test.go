@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,29 +46,11 @@ const hashKey = "chaos-suite-key-0123456789abcdef"
 // end is the last generated day; KPIs are compared at the day after.
 var end = time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is a kpibridge child process.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testenv.Output
 	done chan struct{}
 }
 
@@ -78,7 +59,7 @@ func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(testenv.Binary(t), args...)
 	cmd.Env = append(os.Environ(), "KPIBRIDGE_EMAIL_HASH_KEY="+hashKey)
-	p := &proc{name: name, cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, out: &testenv.Output{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -138,8 +119,8 @@ type result struct {
 	scenario       string
 	messages       int64
 	lost, doubled  int64
-	deadLetters    string // "= poison" or the difference
-	kpis           string // "identical" or how many differ
+	deadLetters    string          // "= poison" or the difference
+	kpis           string          // "identical" or how many differ
 	recovery       []time.Duration // fault cleared → stored count grows again
 	caughtUp       time.Duration   // last fault cleared → everything stored
 	totalStoreTime time.Duration
