@@ -24,6 +24,11 @@ type Config struct {
 	Retry RetryConfig `yaml:"retry"`
 	// Dedupe remembers recently seen event_ids to count and drop re-sent duplicates.
 	Dedupe DedupeConfig `yaml:"dedupe"`
+	// SessionTimeout is how long the group waits for a member that stopped
+	// heartbeating before it moves the member's partitions to the others:
+	// the failover time after a kill -9 or a hang. Brokers accept 6s to 5m
+	// by default (group.min/max.session.timeout.ms).
+	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// ShutdownTimeout bounds the drain on SIGTERM: flush the open batch, commit, leave the group.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -81,6 +86,7 @@ func Default() Config {
 		DLQ:             DLQConfig{Suffix: ".dlq", MaxPayloadBytes: 16 << 10, MaxMessageBytes: 1_000_000, MaxWait: 30 * time.Second},
 		Retry:           RetryConfig{InitialBackoff: 250 * time.Millisecond, MaxBackoff: 15 * time.Second},
 		Dedupe:          DedupeConfig{Window: 1 << 20},
+		SessionTimeout:  30 * time.Second,
 		ShutdownTimeout: 30 * time.Second,
 	}
 }
@@ -117,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if c.Dedupe.Window < 0 {
 		errs = append(errs, fmt.Errorf("ingest.dedupe.window: must be >= 0, got %d", c.Dedupe.Window))
+	}
+	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("ingest.session_timeout: must be from 6s to 5m (what brokers accept by default), got %s", c.SessionTimeout))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ingest.shutdown_timeout: must be > 0, got %s", c.ShutdownTimeout))

@@ -106,7 +106,7 @@ func (e *env) startWith(cfg ingest.Config, conn store.Conn, dec ingest.Decoder) 
 	if log == nil {
 		log = logger(e.t)
 	}
-	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, nil, log)
+	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, cfg.SessionTimeout, nil, log)
 	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ, nil)
 	in, err := ingest.New(cfg, src, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dlq, dec, m, log)
 	if err != nil {

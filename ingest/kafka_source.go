@@ -21,7 +21,11 @@ import (
 // 4 MiB; MaxWait is also kafka-go's read deadline for a fetch response, and
 // at 250 ms a busy broker answering a dozen partitions at once missed it,
 // which showed as "i/o timeout" warnings and reconnects on every start.
-func NewKafkaSource(brokers, topics []string, groupID string, sec *kafkaconn.Security, logger *slog.Logger) *kafka.Reader {
+//
+// sessionTimeout (ingest.session_timeout) is how long a member that stopped
+// heartbeating (killed, hung, cut off) keeps its partitions before the
+// group hands them to another: the failover time after a kill -9.
+func NewKafkaSource(brokers, topics []string, groupID string, sessionTimeout time.Duration, sec *kafkaconn.Security, logger *slog.Logger) *kafka.Reader {
 	lim := lograte.New(logger, time.Minute)
 	return kafka.NewReader(kafka.ReaderConfig{
 		Brokers:                brokers,
@@ -35,8 +39,8 @@ func NewKafkaSource(brokers, topics []string, groupID string, sec *kafkaconn.Sec
 		ReadBatchTimeout:       10 * time.Second,
 		CommitInterval:         0,
 		StartOffset:            kafka.FirstOffset,
-		HeartbeatInterval:      3 * time.Second,
-		SessionTimeout:         30 * time.Second,
+		HeartbeatInterval:      min(3*time.Second, sessionTimeout/3),
+		SessionTimeout:         sessionTimeout,
 		RebalanceTimeout:       30 * time.Second,
 		JoinGroupBackoff:       2 * time.Second,
 		WatchPartitionChanges:  true,

@@ -436,7 +436,7 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 				log.Warn("cannot make sure the dead-letter topics exist; dead letters may only reach ClickHouse dead_letters", "err", err)
 			}
 		}
-		src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, sec, log)
+		src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, cfg.Ingest.SessionTimeout, sec, log)
 		in, err := ingest.New(cfg.Ingest, src, w, pub, dec, metrics, log)
 		if err != nil {
 			src.Close()

@@ -79,7 +79,7 @@ func BenchmarkKafkaClientFloor(b *testing.B) {
 	})
 	group := func(b *testing.B, i int, each func(kafka.Message)) int {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		r := ingest.NewKafkaSource([]string{f.broker}, topics, b.Name()+"-"+time.Now().Format("150405.000000"), nil, log)
+		r := ingest.NewKafkaSource([]string{f.broker}, topics, b.Name()+"-"+time.Now().Format("150405.000000"), ingest.Default().SessionTimeout, nil, log)
 		defer r.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
