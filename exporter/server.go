@@ -27,7 +27,10 @@ type HandlerOptions struct {
 	Snapshots SnapshotSource
 	// Ready reports whether the process can serve: ClickHouse reachable and a
 	// first snapshot taken.
-	Ready     func(ctx context.Context) error
+	Ready func(ctx context.Context) error
+	// Status, when set, is added to the /-/ready answer: whether this
+	// process holds the transform role or stands by.
+	Status    func() string
 	Roles     []string
 	Version   string
 	Staleness int
@@ -59,13 +62,17 @@ func NewHandler(o HandlerOptions) http.Handler {
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
+		status := ""
+		if o.Status != nil {
+			status = o.Status() + "\n"
+		}
 		if o.Ready != nil {
 			if err := o.Ready(ctx); err != nil {
-				http.Error(w, "kpibridge is not ready: "+err.Error()+"\n", http.StatusServiceUnavailable)
+				http.Error(w, "kpibridge is not ready: "+err.Error()+"\n"+status, http.StatusServiceUnavailable)
 				return
 			}
 		}
-		_, _ = w.Write([]byte("kpibridge is ready.\n"))
+		_, _ = w.Write([]byte("kpibridge is ready.\n" + status))
 	})
 	if o.Scorecard != nil {
 		mux.HandleFunc("/scorecard", func(w http.ResponseWriter, r *http.Request) {

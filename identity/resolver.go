@@ -58,6 +58,12 @@ type Resolver struct {
 	// recomputes every customer.
 	Settings       catalog.Settings
 	storedSettings string // fingerprint the customers table was computed with
+	// Fence, when set, is asked before each step of an update that writes
+	// (staging, links, resolved events, customers, progress): an update
+	// stops with its error, leaving what the next update of the active
+	// transform process finishes. Several transform processes keep one
+	// resolver writing at a time with it (package leader).
+	Fence func(context.Context) error
 	// FullRebuildAbove: when more customers than this changed, the customers
 	// table is recomputed whole instead of by id list. Either way every row
 	// of resolved_events is read; a full rebuild also aggregates and writes
@@ -229,15 +235,28 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if r.loaded {
 		// A customer forgotten since the graph was loaded is still in its
 		// memory: start over from the tables, which no longer hold them.
+		// So is one another transform process updated since this one did
+		// (the transform role moved to it and back).
 		mark, err := erasureMark(ctx, r.conn)
 		if err != nil {
 			return st, err
 		}
-		if mark != r.erasure {
+		run, err := r.storedRun(ctx)
+		if err != nil {
+			return st, err
+		}
+		why := ""
+		switch {
+		case mark != r.erasure:
+			why = "a customer was forgotten"
+		case run != r.lastRun:
+			why = "another transform process updated it since this one last did"
+		}
+		if why != "" {
 			r.parent, r.members, r.stored, r.former = map[string]string{}, map[string][]string{}, map[string]string{}, map[string]string{}
 			r.loaded = false
 			if r.log != nil {
-				r.log.Info("identity graph reloaded: a customer was forgotten")
+				r.log.Info("identity graph reloaded: " + why)
 			}
 		}
 	}
@@ -257,6 +276,9 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	// watermark's second (ingested_at has whole seconds) after it was read.
 	if upper.Before(r.watermark) || upper.Unix() <= 0 {
 		if resettle {
+			if err := r.fence(ctx); err != nil {
+				return st, err
+			}
 			st.FullRebuld = true
 			return st, r.recomputeCustomers(ctx, nil, true, time.Now().UTC())
 		}
@@ -286,6 +308,9 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	run := max(uint64(time.Now().UnixNano()), r.lastRun+1) // increasing even if the clock steps back
 	step := time.Now()
 	lap := func(d *time.Duration) { *d, step = time.Since(step), time.Now() }
+	if err := r.fence(ctx); err != nil {
+		return st, err
+	}
 	if err := r.conn.Exec(ctx, "TRUNCATE TABLE resolve_staging"); err != nil {
 		return st, fmt.Errorf("identity: empty resolve_staging: %w", err)
 	}
@@ -358,6 +383,9 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 	// Merges and tombstones first: they are derived from the stored map, so
 	// after a crash before the map is written a restart derives and writes
 	// them again (writing them twice is harmless).
+	if err := r.fence(ctx); err != nil {
+		return st, err
+	}
 	if err := r.writeMerges(ctx, merges, now); err != nil {
 		return st, err
 	}
@@ -376,6 +404,9 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 	lap(&st.Link)
 	// 3. The staged events join resolved_events under their customer.
 	q = ResolveStagedQuery(run)
+	if err := r.fence(ctx); err != nil {
+		return st, err
+	}
 	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 		return st, fmt.Errorf("identity: resolve staged events: %w", err)
 	}
@@ -386,10 +417,16 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 	}
 	st.Customers = len(ids)
 	st.FullRebuld = len(ids) > r.FullRebuildAbove || resettle
+	if err := r.fence(ctx); err != nil {
+		return st, err
+	}
 	if err := r.recomputeCustomers(ctx, ids, st.FullRebuld, now); err != nil {
 		return st, err
 	}
 	lap(&st.Recompute)
+	if err := r.fence(ctx); err != nil {
+		return st, err
+	}
 	if err := r.saveWatermark(ctx, upper, run, readAt, now); err != nil {
 		return st, err
 	}
@@ -403,6 +440,35 @@ UNION ALL SELECT DISTINCT crm_contact_id, email_hash, anonymous_id FROM resolved
 			"customers_merged", st.Merged, "full_rebuild", st.FullRebuld, "watermark", upper.Format(time.RFC3339))
 	}
 	return st, nil
+}
+
+// fence asks Fence, when set, whether this resolver may write now.
+func (r *Resolver) fence(ctx context.Context) error {
+	if r.Fence == nil {
+		return nil
+	}
+	if err := r.Fence(ctx); err != nil {
+		return fmt.Errorf("identity update stopped before writing: %w", err)
+	}
+	return nil
+}
+
+// storedRun is the run of the last update that completed, as stored in
+// transform_state (0 before the first).
+func (r *Resolver) storedRun(ctx context.Context) (uint64, error) {
+	var progress string
+	if err := r.conn.QueryRow(ctx, "SELECT argMax(value, (updated_at, value)) FROM transform_state WHERE key = 'identity_progress'").Scan(&progress); err != nil {
+		return 0, fmt.Errorf("read identity progress: %w", err)
+	}
+	var wm string
+	var run uint64
+	if progress == "" {
+		return 0, nil
+	}
+	if _, err := fmt.Sscanf(progress, "%s %d", &wm, &run); err != nil {
+		return 0, fmt.Errorf("identity progress %q: %w", progress, err)
+	}
+	return run, nil
 }
 
 // identityKeys returns an event's keys; system identities of spend events

@@ -26,6 +26,7 @@ import (
 	"github.com/kpibridge/kpibridge/exporter"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/kafkaconn"
+	"github.com/kpibridge/kpibridge/leader"
 	"github.com/kpibridge/kpibridge/scorecard"
 	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
@@ -74,11 +75,12 @@ type process struct {
 	opts      Options
 	reg       *prometheus.Registry
 	scheduler *transform.Scheduler // set when transform runs here
+	elector   *leader.Elector      // set when transform runs here and elects its active process
 	catalog   *catalog.Catalog
 	snapshots exporter.SnapshotSource
 	kpis      prometheus.Gatherer // the KPI families, when export runs here
 	conns     []store.Conn
-	kafka     *kafkaconn.Security             // how the ingest role connects to Kafka
+	kafka     *kafkaconn.Security             // how the ingest role (and the transform election) connects to Kafka
 	ingester  atomic.Pointer[ingest.Ingester] // the ingest role's, once it consumes
 	scorecard atomic.Pointer[[]byte]          // the /scorecard page as last built (export role)
 }
@@ -154,6 +156,7 @@ func (p *process) serve(ctx context.Context) error {
 		Version: p.opts.Version, Staleness: p.cfg.Export.StaleAfterRefreshes, DocsURL: p.cfg.Export.DocsURL, Logger: log,
 		Scorecard: p.scorecardOption(),
 		Currency:  p.cfg.Events.ReportingCurrency,
+		Status:    p.transformStatus(),
 	})
 	return exporter.Serve(ctx, h, p.opts.Web, log)
 }
@@ -291,8 +294,13 @@ func (p *process) check(ctx context.Context) []checkResult {
 		}
 		out = append(out, checkResult{"clickhouse", true, err})
 	}
-	if slices.Contains(p.opts.Roles, "ingest") {
+	if p.elector != nil {
+		out = append(out, checkResult{"transform_election", false, p.elector.Err()})
+	}
+	if slices.Contains(p.opts.Roles, "ingest") || p.elector != nil {
 		out = append(out, checkResult{"kafka", true, p.checkKafka(ctx)})
+	}
+	if slices.Contains(p.opts.Roles, "ingest") {
 		if in := p.ingester.Load(); in != nil {
 			out = append(out, checkResult{"ingest", false, in.Health()})
 		}
@@ -487,10 +495,40 @@ func buildTransform(ctx context.Context, p *process) (func(context.Context) erro
 		conn.Close()
 		return nil, err
 	}
-	log.Info("transform starting", "kpis", len(cat.KPIs), "catalog", catalogName(cfg.Transform), "clickhouse", target.Redacted())
+	var el *leader.Elector
+	if cfg.Transform.Leader.Election == leader.Kafka {
+		sec, err := cfg.KafkaSecurity(p.opts.Getenv)
+		if err == nil {
+			el, err = leader.New(cfg.Transform.Leader, cfg.Kafka.Brokers, sec, log)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		s.SetFence(el.Check)
+		p.kafka = sec
+	}
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kpibridge_transform_active",
+		Help: "1 while this process holds the transform role (runs the identity resolver and the KPI scheduler), 0 while it stands by."},
+		func() float64 {
+			if el == nil || el.Active() {
+				return 1
+			}
+			return 0
+		})
+	if err := p.reg.Register(active); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	election := []any{"leader_election", cfg.Transform.Leader.Election}
+	if el != nil {
+		election = append(election, "leader_group", cfg.Transform.Leader.GroupID, "leader_topic", cfg.Transform.Leader.Topic,
+			"session_timeout", cfg.Transform.Leader.SessionTimeout, "brokers", strings.Join(cfg.Kafka.Brokers, ","))
+	}
+	log.Info("transform starting", append([]any{"kpis", len(cat.KPIs), "catalog", catalogName(cfg.Transform), "clickhouse", target.Redacted()}, election...)...)
 	p.conns = append(p.conns, conn)
-	p.scheduler, p.catalog = s, cat
-	return func(ctx context.Context) error {
+	p.scheduler, p.catalog, p.elector = s, cat, el
+	run := func(ctx context.Context) error {
 		// Retention runs beside the scheduler and stops with it.
 		ctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -500,7 +538,45 @@ func buildTransform(ctx context.Context, p *process) (func(context.Context) erro
 		}()
 		defer func() { stop(); <-done }()
 		return s.Run(ctx)
-	}, nil
+	}
+	if el == nil {
+		return run, nil
+	}
+	return func(ctx context.Context) error { return el.Run(ctx, run) }, nil
+}
+
+// transformStatus says, for /-/ready, whether this process holds the transform role.
+func (p *process) transformStatus() func() string {
+	switch {
+	case p.elector != nil:
+		return p.elector.Status
+	case p.scheduler != nil:
+		return func() string { return "transform active: leader election off (transform.leader.election: none)" }
+	}
+	return nil
+}
+
+// roleSnapshots is export's snapshot source in a process that may hold
+// the transform role or stand by: the scheduler's while it is active and
+// has computed, else the latest stored values, polled like an export-only
+// process does.
+type roleSnapshots struct {
+	active    func() bool
+	scheduler *transform.Scheduler
+	poller    *exporter.Poller
+}
+
+func (r roleSnapshots) Snapshot() *transform.Snapshot {
+	if r.active() {
+		snap := r.scheduler.Snapshot()
+		if slices.ContainsFunc(snap.KPIs, func(st transform.KPIState) bool { return !st.Last.ComputedAt.IsZero() }) {
+			return snap
+		}
+	}
+	if snap := r.poller.Snapshot(); snap != nil {
+		return snap
+	}
+	return r.scheduler.Snapshot()
 }
 
 func catalogName(c transform.Config) string {
@@ -515,6 +591,16 @@ func buildExport(ctx context.Context, p *process) (func(context.Context) error, 
 	log := p.opts.Logger.With("role", "export")
 	if p.opts.Web == nil {
 		return nil, errors.New("the export role needs a listen address (--web.listen-address)")
+	}
+	if p.elector != nil {
+		// On standby this process's scheduler computes nothing: serve what
+		// the active one stores, as an export-only process does.
+		poller := exporter.NewPoller(p.catalog, p.conns[0], cfg.Export.PollInterval, log)
+		p.snapshots = roleSnapshots{active: p.elector.Active, scheduler: p.scheduler, poller: poller}
+		p.kpis = exporter.NewCachedGatherer(exporter.NewKPICollector(p.catalog, p.snapshots, cfg.Export.StaleAfterRefreshes))
+		log.Info("export starting: serving the transform role's snapshots while this process holds it, else the latest KPI values from ClickHouse",
+			"kpis", len(p.catalog.KPIs), "poll_interval", cfg.Export.PollInterval)
+		return poller.Run, nil
 	}
 	if p.scheduler != nil {
 		p.snapshots = p.scheduler

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/identity"
+	"github.com/kpibridge/kpibridge/leader"
 	"github.com/kpibridge/kpibridge/store"
 )
 
@@ -26,14 +27,17 @@ type Config struct {
 	// timeout): the demo uses it to show a live stream within seconds
 	// rather than at the catalog's pace.
 	MaxRefresh time.Duration `yaml:"max_refresh"`
+	// Leader elects the one active process when several run the transform
+	// role against one database.
+	Leader leader.Config `yaml:"leader"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{IdentityInterval: time.Minute, Concurrency: 2}
+	return Config{IdentityInterval: time.Minute, Concurrency: 2, Leader: leader.Default()}
 }
 
-// Validate names the first wrong field.
+// Validate returns every wrong field, each named by its path.
 func (c Config) Validate() error {
 	var errs []error
 	if c.IdentityInterval < time.Second {
@@ -44,6 +48,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRefresh != 0 && c.MaxRefresh < 10*time.Second {
 		errs = append(errs, fmt.Errorf("transform.max_refresh: must be 0 (off) or at least 10s, got %s", c.MaxRefresh))
+	}
+	if err := c.Leader.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -74,6 +81,7 @@ type Scheduler struct {
 	resolver *identity.Resolver
 	log      *slog.Logger
 	now      func() time.Time
+	fence    Fence // nil: this process is the only transform
 
 	mu       sync.Mutex
 	states   map[string]*KPIState
@@ -108,8 +116,40 @@ func (s *Scheduler) publish() {
 	s.snapshot.Store(snap)
 }
 
-// Run evaluates until ctx ends.
+// SetFence makes every write of the scheduler and its identity resolver
+// ask fence first: a KPI round and each step of an identity update are
+// written only while it says yes. Call it before Run.
+func (s *Scheduler) SetFence(fence Fence) {
+	s.fence = fence
+	s.resolver.Fence = fence.Check
+}
+
+// roundWriteTimeout bounds a round's writes, which go on when ctx ends so
+// that a round is stored whole or not at all.
+const roundWriteTimeout = 30 * time.Second
+
+// completeLookback is how far back Run, when it starts, looks for a round
+// stored without its kpi_runs rows.
+const completeLookback = 24 * time.Hour
+
+// Run evaluates until ctx ends. With a fence (SetFence), it first
+// completes a round the previously active process left half-stored, and
+// returns as soon as the fence refuses a write, with an error wrapping
+// ErrFenced.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.fence != nil {
+		n, err := CompleteRounds(ctx, s.conn, s.now().Add(-completeLookback), s.fence)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrFenced):
+			return err
+		case err != nil:
+			s.log.Warn("could not complete the KPI rounds a previous transform process stored without their runs; the exporter ignores them", "err", err)
+		case n > 0:
+			s.log.Info("completed the KPI runs of rounds a previous transform process stored but did not finish", "runs", n)
+		}
+	}
 	var lastIdentity time.Time
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -121,13 +161,19 @@ func (s *Scheduler) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
+				if errors.Is(err, ErrFenced) {
+					s.log.Warn("identity update stopped: this process no longer holds the transform role", "err", err)
+					return err
+				}
 				s.log.Error("identity update failed; KPIs use the previous customer view, retrying next interval", "err", err)
 			} else {
 				s.log.Debug("identity updated", "took", time.Since(start))
 			}
 			lastIdentity = now
 		}
-		s.RunDue(ctx, now)
+		if err := s.RunDue(ctx, now); err != nil {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -136,8 +182,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 }
 
-// RunDue evaluates the KPIs whose refresh is due at now (all of them the first time).
-func (s *Scheduler) RunDue(ctx context.Context, now time.Time) {
+// RunDue evaluates the KPIs whose refresh is due at now (all of them the
+// first time) and stores them as one round (WriteRound). A round cut short
+// by ctx, or refused by the fence, is not stored, and its KPIs are due
+// again at once. It returns an
+// error only when the fence refused the round's write (wrapping ErrFenced).
+func (s *Scheduler) RunDue(ctx context.Context, now time.Time) error {
 	var due []catalog.KPI
 	for _, k := range s.cat.Order() {
 		if !now.Before(s.next[k.Name]) {
@@ -146,14 +196,21 @@ func (s *Scheduler) RunDue(ctx context.Context, now time.Time) {
 		}
 	}
 	if len(due) == 0 {
-		return
+		return nil
 	}
 	// Simple and ratio KPIs in parallel, then derived ones over their
 	// results; KPIs of the round share the measures they have in common.
 	cache := NewMeasureCache()
+	s.mu.Lock()
+	prior := map[string]Result{}
+	for name, st := range s.states {
+		prior[name] = st.Last
+	}
+	s.mu.Unlock()
+	results := make([]Result, len(due))
 	sem := make(chan struct{}, s.cfg.Concurrency)
 	var wg sync.WaitGroup
-	for _, k := range due {
+	for i, k := range due {
 		if k.Type == catalog.TypeDerived {
 			continue
 		}
@@ -162,37 +219,58 @@ func (s *Scheduler) RunDue(ctx context.Context, now time.Time) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			s.evaluate(ctx, k, now, cache)
+			results[i] = s.evaluate(ctx, k, now, prior, cache)
 		}()
 	}
 	wg.Wait()
-	for _, k := range due {
-		if k.Type == catalog.TypeDerived {
-			s.evaluate(ctx, k, now, cache)
+	for i, k := range due {
+		if k.Type != catalog.TypeDerived {
+			prior[k.Name] = results[i]
 		}
+	}
+	for i, k := range due {
+		if k.Type == catalog.TypeDerived {
+			results[i] = s.evaluate(ctx, k, now, prior, cache)
+			prior[k.Name] = results[i]
+		}
+	}
+	again := func() {
+		for _, k := range due {
+			s.next[k.Name] = time.Time{}
+		}
+	}
+	if ctx.Err() != nil {
+		again()
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), roundWriteTimeout)
+	err := WriteRound(wctx, s.conn, results, s.fence)
+	cancel()
+	if errors.Is(err, ErrFenced) {
+		again()
+		s.log.Warn("KPI round not stored: this process no longer holds the transform role", "computed_at", now.UTC().Format(time.RFC3339), "err", err)
+		return err
+	}
+	for i := range results {
+		if err != nil && results[i].Err == nil {
+			results[i].Err = fmt.Errorf("store result: %w", err)
+		}
+		s.record(ctx, due[i], results[i])
 	}
 	s.publish()
+	return nil
 }
 
-func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time, cache *MeasureCache) {
+// evaluate computes one KPI of a round; prior holds the latest result of
+// every KPI it may reference.
+func (s *Scheduler) evaluate(ctx context.Context, k catalog.KPI, now time.Time, prior map[string]Result, cache *MeasureCache) Result {
 	kctx, cancel := context.WithTimeout(ctx, time.Duration(k.Timeout))
 	defer cancel()
-	s.mu.Lock()
-	prior := map[string]Result{}
-	for name, st := range s.states {
-		prior[name] = st.Last
-	}
-	s.mu.Unlock()
-	res := EvaluateShared(kctx, s.conn, k, now, prior, cache)
-	if res.Err == nil {
-		if err := WriteResult(ctx, s.conn, res); err != nil {
-			res.Err = fmt.Errorf("store result: %w", err)
-		}
-	} else if ctx.Err() == nil {
-		if err := WriteResult(ctx, s.conn, res); err != nil {
-			s.log.Warn("could not record failed KPI run", "kpi", k.Name, "err", err)
-		}
-	}
+	return EvaluateShared(kctx, s.conn, k, now, prior, cache)
+}
+
+// record keeps a stored result in the KPI's state, and logs what went wrong.
+func (s *Scheduler) record(ctx context.Context, k catalog.KPI, res Result) {
 	s.mu.Lock()
 	st := s.states[k.Name]
 	st.Last = res
@@ -226,11 +304,27 @@ func WriteResults(ctx context.Context, conn store.Conn, rs []Result) error {
 	if len(rs) == 1 {
 		name = rs[0].KPI
 	}
+	if err := writeValues(ctx, conn, name, rs); err != nil {
+		return err
+	}
+	return writeRuns(ctx, conn, name, rs)
+}
+
+// writeValues inserts the series of the successful results in kpi_values, in one insert.
+func writeValues(ctx context.Context, conn store.Conn, name string, rs []Result) error {
+	rows := 0
+	for _, r := range rs {
+		if r.Err == nil {
+			rows += len(r.Series)
+		}
+	}
+	if rows == 0 {
+		return nil
+	}
 	values, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_values (kpi, dimension, dimension_value, value, numerator, denominator, window, window_start, window_end, computed_at)")
 	if err != nil {
 		return fmt.Errorf("write kpi_values for %s: %w", name, err)
 	}
-	rows := 0
 	for _, r := range rs {
 		if r.Err != nil {
 			continue
@@ -240,13 +334,18 @@ func WriteResults(ctx context.Context, conn store.Conn, rs []Result) error {
 				_ = values.Abort()
 				return fmt.Errorf("write kpi_values for %s: %w", r.KPI, err)
 			}
-			rows++
 		}
 	}
-	if rows == 0 {
-		_ = values.Abort()
-	} else if err := values.Send(); err != nil {
+	if err := values.Send(); err != nil {
 		return fmt.Errorf("write kpi_values for %s: %w", name, err)
+	}
+	return nil
+}
+
+// writeRuns inserts one kpi_runs row per result, successful or not, in one insert.
+func writeRuns(ctx context.Context, conn store.Conn, name string, rs []Result) error {
+	if len(rs) == 0 {
+		return nil
 	}
 	runs, err := conn.PrepareBatch(ctx, "INSERT INTO kpi_runs (kpi, computed_at, duration_ms, ok, error, series, dropped)")
 	if err != nil {

@@ -149,6 +149,7 @@ func (s *suite) config(t *testing.T, name string) string {
   shutdown_timeout: 10s
 transform:
   identity_interval: 1s
+  leader: {election: none}  # one transform at a time, killed within seconds of its start: no election to wait for
 `, name)
 	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
