@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.buildVersion=$(VERSION)
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: all build deps test test-go bench chaos fuzz vet demo clickhouse-start clickhouse-stop clean
+.PHONY: all build deps test test-go test-cluster bench chaos fuzz vet demo clickhouse-start clickhouse-stop cluster-start cluster-stop clean
 
 all: build
 
@@ -19,9 +19,13 @@ build: ## Build bin/kpibridge.
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags chdb ./store/
+	$(GO) vet -tags cluster ./internal/clustertest/
 
 test: deps ## Unit + integration tests against a private ClickHouse server and the embedded broker, then chDB conformance.
 	scripts/test.sh
+
+test-cluster: deps ## The ClickHouse cluster tests (docs/SCALING.md) on a local cluster: ZooKeeper + 2 shards x 2 replicas.
+	scripts/test-cluster.sh
 
 bench: deps ## Benchmarks (speed and memory targets live here, never in timed tests).
 	scripts/bench.sh
@@ -42,6 +46,13 @@ clickhouse-start:
 clickhouse-stop:
 	scripts/clickhouse.sh stop
 
+cluster-start:
+	scripts/cluster.sh start
+
+cluster-stop:
+	scripts/cluster.sh stop
+
 clean:
 	-scripts/clickhouse.sh stop
+	-scripts/cluster.sh stop
 	rm -rf bin .run

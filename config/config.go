@@ -74,6 +74,11 @@ type ClickHouse struct {
 	PasswordFile string `yaml:"password_file"`
 	// TLS connects over TLS (the server's secure native port, 9440 by default).
 	TLS TLS `yaml:"tls"`
+	// Cluster names the ClickHouse cluster (remote_servers) the schema lives
+	// on; empty for one server. migrate then creates replicated tables ON
+	// CLUSTER with Distributed tables over the sharded ones (docs/SCALING.md),
+	// and inserts wait for every shard (insert_distributed_sync).
+	Cluster string `yaml:"cluster"`
 }
 
 // Events configures decoding of contract v1.
@@ -202,6 +207,8 @@ func Locate(name string, b []byte, err error) error {
 
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
 
+var clusterRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
 // Validate checks the whole config and returns every wrong field, one per
 // line, each named by its path ("kafka.tls.ca_file: …").
 func (c Config) Validate() error {
@@ -224,6 +231,9 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.ClickHouse.DSN, "clickhouse://") && !strings.HasPrefix(c.ClickHouse.DSN, "tcp://") {
 		errs = append(errs, fmt.Errorf("clickhouse.dsn: must start with clickhouse:// (native protocol), got %q", redactDSN(c.ClickHouse.DSN)))
+	}
+	if c.ClickHouse.Cluster != "" && !clusterRe.MatchString(c.ClickHouse.Cluster) {
+		errs = append(errs, fmt.Errorf("clickhouse.cluster: must be a ClickHouse identifier (letters, digits, _), got %q", c.ClickHouse.Cluster))
 	}
 	if !currencyRe.MatchString(c.Events.ReportingCurrency) {
 		errs = append(errs, fmt.Errorf("events.reporting_currency: must be 3 upper-case letters (ISO 4217), got %q", c.Events.ReportingCurrency))

@@ -265,5 +265,5 @@ func (c Config) ClickHouseTarget(getenv func(string) string) (store.Target, erro
 			return t, err
 		}
 	}
-	return t.WithAuth(c.ClickHouse.User, password), nil
+	return t.WithAuth(c.ClickHouse.User, password).WithCluster(c.ClickHouse.Cluster)
 }

@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh            # everything
 #   scripts/install-deps.sh clickhouse # only ClickHouse server and client
 #   scripts/install-deps.sh openssl    # only openssl (the test server's certificates)
+#   scripts/install-deps.sh zookeeper  # only ZooKeeper (the test cluster, scripts/cluster.sh)
 set -euo pipefail
 
 want=()
@@ -27,6 +28,10 @@ clickhouse)
 openssl)
 	need openssl openssl
 	;;
+zookeeper)
+	# No command on PATH: Debian's package is a jar run by scripts/cluster.sh.
+	[ -f /usr/share/java/zookeeper.jar ] || want+=(zookeeper)
+	;;
 all)
 	need clickhouse-server clickhouse-server
 	need clickhouse-client clickhouse-client
@@ -42,7 +47,7 @@ all)
 	need npm npm
 	;;
 *)
-	echo "usage: $0 [all|clickhouse|openssl|npm]" >&2
+	echo "usage: $0 [all|clickhouse|openssl|zookeeper|npm]" >&2
 	exit 2
 	;;
 esac

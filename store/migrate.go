@@ -2,10 +2,10 @@ package store
 
 import (
 	"context"
-	"errors"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -133,13 +133,24 @@ func ApplyMigrations(ctx context.Context, t Target, ms []Migration, logger *slog
 		return res, err
 	}
 	defer conn.Close()
-	err = conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+migrationsTable+` (
-    version    UInt32,
-    name       String,
-    checksum   String,
-    applied_at DateTime('UTC')
-) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version`)
-	if err != nil {
+	if err := checkLayout(ctx, conn, t); err != nil {
+		return res, err
+	}
+	apply := func(stmt string) error { return applyStatement(ctx, conn, t.Database, stmt) }
+	recordCtx := ctx
+	if t.cluster != "" {
+		hosts, err := clusterHosts(ctx, conn, t.cluster)
+		if err != nil {
+			return res, err
+		}
+		apply = func(stmt string) error { return applyOnCluster(ctx, conn, hosts, t, stmt) }
+		// schema_migrations is replicated to every node: the record is
+		// written once every node has it, so any node answers CheckSchema.
+		recordCtx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+			"insert_quorum": len(hosts), "insert_quorum_timeout": 60_000,
+		}))
+	}
+	if err := apply(createMigrationsTable); err != nil {
 		return res, fmt.Errorf("create %s.%s: %w", t.Database, migrationsTable, err)
 	}
 	applied := map[int]string{}
@@ -171,27 +182,79 @@ func ApplyMigrations(ctx context.Context, t Target, ms []Migration, logger *slog
 		}
 		start := time.Now()
 		for i, stmt := range m.Statements {
-			if err := applyStatement(ctx, conn, t.Database, stmt); err != nil {
+			if err := apply(stmt); err != nil {
 				return res, fmt.Errorf("migration %s, statement %d of %d: %w", m.Name, i+1, len(m.Statements), err)
 			}
 		}
-		batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+migrationsTable+" (version, name, checksum, applied_at)")
-		if err != nil {
-			return res, fmt.Errorf("record migration %s: %w", m.Name, err)
-		}
-		if err := batch.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC()); err != nil {
-			return res, fmt.Errorf("record migration %s: %w", m.Name, err)
-		}
-		if err := batch.Send(); err != nil {
+		if err := record(recordCtx, conn, m); err != nil {
 			return res, fmt.Errorf("record migration %s: %w", m.Name, err)
 		}
 		res.Applied = append(res.Applied, m.Name)
 		res.Current = max(res.Current, m.Version)
 		if logger != nil {
-			logger.Info("applied migration", "name", m.Name, "database", t.Database, "statements", len(m.Statements), "duration", time.Since(start).Round(time.Millisecond))
+			args := []any{"name", m.Name, "database", t.Database, "statements", len(m.Statements), "duration", time.Since(start).Round(time.Millisecond)}
+			if t.cluster != "" {
+				args = append(args, "cluster", t.cluster)
+			}
+			logger.Info("applied migration", args...)
 		}
 	}
 	return res, nil
+}
+
+// createMigrationsTable is schema_migrations, where Migrate records what it applied.
+const createMigrationsTable = `CREATE TABLE IF NOT EXISTS ` + migrationsTable + ` (
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime('UTC')
+) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version`
+
+// codeUnsatisfiedQuorumForPreviousWrite is 18.16's answer to a quorum
+// insert while another one (a concurrent migrate's) waits for its quorum.
+const codeUnsatisfiedQuorumForPreviousWrite = 286
+
+// record writes m into schema_migrations. On a cluster ctx asks for a
+// quorum of every node; a concurrent migrate's quorum insert in flight is
+// waited for.
+func record(ctx context.Context, conn Conn, m Migration) error {
+	wait := 100 * time.Millisecond
+	for {
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+migrationsTable+" (version, name, checksum, applied_at)")
+		if err != nil {
+			return err
+		}
+		if err := batch.Append(uint32(m.Version), m.Name, m.Checksum, time.Now().UTC()); err != nil {
+			return err
+		}
+		err = batch.Send()
+		var ex *clickhouse.Exception
+		if err == nil || !errors.As(err, &ex) || ex.Code != codeUnsatisfiedQuorumForPreviousWrite {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%w)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// applyOnCluster runs one migration statement, translated for the
+// target's cluster, on every node; each translated statement waits for
+// every host and is idempotent as applyStatement's are (onCluster).
+func applyOnCluster(ctx context.Context, conn Conn, hosts []Host, t Target, stmt string) error {
+	sts, err := clusterStatements(stmt, t.Database, t.cluster)
+	if err != nil {
+		return err
+	}
+	for _, s := range sts {
+		if err := onCluster(ctx, conn, hosts, s); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(s), err)
+		}
+	}
+	return nil
 }
 
 // addColumn matches ALTER TABLE t ADD COLUMN c …, which ClickHouse 18.16

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -32,6 +33,7 @@ type Target struct {
 	DSN      string
 	Database string
 	options  *clickhouse.Options
+	cluster  string // the ClickHouse cluster the schema lives on; "" for one server
 }
 
 // ParseDSN checks a DSN of the form clickhouse://[user[:password]@]host:port/database[?options].
@@ -116,6 +118,22 @@ func (t Target) WithAuth(user, password string) Target {
 	return t
 }
 
+// WithCluster returns a copy of t whose schema lives on the named
+// ClickHouse cluster (remote_servers in the servers' config): migrations
+// create every table ON CLUSTER (docs/SCALING.md), and inserts into a
+// Distributed table return once every shard stored its rows
+// (insert_distributed_sync). An empty name is one server.
+func (t Target) WithCluster(name string) (Target, error) {
+	if name != "" && !identRe.MatchString(name) {
+		return Target{}, fmt.Errorf("cluster name %q must match %s", name, identRe)
+	}
+	t.cluster = name
+	return t, nil
+}
+
+// Cluster is the cluster the target's schema lives on, "" for one server.
+func (t Target) Cluster() string { return t.cluster }
+
 // Open connects to the target database and checks the server answers.
 func Open(ctx context.Context, t Target) (Conn, error) {
 	return open(ctx, t, t.Database)
@@ -127,6 +145,15 @@ func open(ctx context.Context, t Target, database string) (Conn, error) {
 	}
 	opts := *t.options
 	opts.Auth.Database = database
+	if t.cluster != "" {
+		// A successful insert into a Distributed table means stored on a
+		// replica of every shard it touched, not queued on this node.
+		opts.Settings = maps.Clone(opts.Settings)
+		if opts.Settings == nil {
+			opts.Settings = clickhouse.Settings{}
+		}
+		opts.Settings["insert_distributed_sync"] = 1
+	}
 	conn, err := clickhouse.Open(&opts)
 	if err != nil {
 		return nil, fmt.Errorf("open ClickHouse %s: %w", t.Redacted(), err)
@@ -165,25 +192,35 @@ const codeUnknownDatabase = 81
 // AUTHENTICATION_FAILED (current ones).
 var codesAuthentication = []int32{192, 193, 194, 516}
 
-// CreateDatabase creates the target's database if it does not exist yet.
+// CreateDatabase creates the target's database if it does not exist yet,
+// on every node of its cluster if it has one.
 func CreateDatabase(ctx context.Context, t Target) error {
 	return onServer(ctx, t, "create database "+t.Database, "CREATE DATABASE IF NOT EXISTS "+t.Database)
 }
 
-// DropDatabase removes the target's database and everything in it.
+// DropDatabase removes the target's database and everything in it, on
+// every node of its cluster if it has one.
 func DropDatabase(ctx context.Context, t Target) error {
 	return onServer(ctx, t, "drop database "+t.Database, "DROP DATABASE IF EXISTS "+t.Database)
 }
 
 // onServer runs stmt, which is about the target's database, from the
-// server's default database.
+// server's default database; on a cluster, ON CLUSTER, waiting for every node.
 func onServer(ctx context.Context, t Target, what, stmt string) error {
 	conn, err := open(ctx, t, "default")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := conn.Exec(ctx, stmt); err != nil {
+	if t.cluster == "" {
+		err = conn.Exec(ctx, stmt)
+	} else {
+		var hosts []Host
+		if hosts, err = clusterHosts(ctx, conn, t.cluster); err == nil {
+			err = onCluster(ctx, conn, hosts, stmt+" ON CLUSTER "+t.cluster)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
@@ -201,7 +238,7 @@ func (t Target) WithDatabase(db string) (Target, error) {
 		return Target{}, err
 	}
 	u.Path = "/" + db
-	return Target{DSN: u.String(), Database: db, options: &opts}, nil
+	return Target{DSN: u.String(), Database: db, options: &opts, cluster: t.cluster}, nil
 }
 
 // Query is SQL with its bound arguments, in text order, and the external
