@@ -54,7 +54,7 @@ SELECT %[1]s, ` + catalog.IdentifierExpr + `
 FROM events
 WHERE ingested_at >= ? AND ingested_at <= ?
   AND type NOT IN (` + sqlStrings(events.CorrectableTypes()) + `)
-  AND (type, occurred_at, event_id) NOT IN (%[2]s)
+  AND (type, occurred_at, event_id) %[3]sNOT IN (%[2]s)
 LIMIT 1 BY event_id`
 
 // Reports (campaign.daily_stats, martech.cost) are not staged: they
@@ -66,12 +66,21 @@ LIMIT 1 BY event_id`
 // resolved_events rows that match its own events (cheap while the window
 // is small); full checks against every row, which is cheaper than that
 // when the window holds everything.
-func StageEventsQuery(from, upper time.Time, full bool) store.Query {
+//
+// distributed says events is a Distributed table (a cluster): the check
+// then runs once, where the query is sent (GLOBAL), since resolved_events is
+// replicated whole to every node but a shard runs its part of the query
+// outside the database (docs/SCALING.md).
+func StageEventsQuery(from, upper time.Time, full, distributed bool) store.Query {
+	global := ""
+	if distributed {
+		global = "GLOBAL "
+	}
 	if full {
-		return store.Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, "SELECT type, occurred_at, event_id FROM resolved_events"), Args: []any{from, upper}}
+		return store.Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, "SELECT type, occurred_at, event_id FROM resolved_events", global), Args: []any{from, upper}}
 	}
 	check := "SELECT type, occurred_at, event_id FROM resolved_events WHERE (type, occurred_at, event_id) IN (SELECT type, occurred_at, event_id FROM events WHERE ingested_at >= ? AND ingested_at <= ?)"
-	return store.Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, check), Args: []any{from, upper, from, upper}}
+	return store.Query{SQL: fmt.Sprintf(stageEventsSQL, eventList, check, global), Args: []any{from, upper, from, upper}}
 }
 
 // resolveStagedSQL moves the staged events to resolved_events, each under

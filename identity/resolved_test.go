@@ -195,7 +195,7 @@ func TestResolverRecoversAnUnfinishedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the crashed update did: stage and resolve the event, nothing more.
-	for _, q := range []store.Query{identity.StageEventsQuery(time.Unix(0, 0), at, true), identity.ResolveStagedQuery(7)} {
+	for _, q := range []store.Query{identity.StageEventsQuery(time.Unix(0, 0), at, true, false), identity.ResolveStagedQuery(7)} {
 		if err := conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 			t.Fatal(err)
 		}

@@ -40,6 +40,7 @@ type Resolver struct {
 
 	watermark     time.Time // ingested_at up to which events were read
 	loaded        bool
+	distributed   bool      // events is a Distributed table: the schema is on a cluster
 	erasure       string    // the erasure mark of transform_state when loaded (Forget)
 	lastRun       uint64    // the last update run that completed
 	lastReadAt    time.Time // when that run read the newest ingested_at
@@ -144,6 +145,11 @@ func (r *Resolver) load(ctx context.Context) error {
 		return err
 	}
 	r.erasure = mark
+	var engine string
+	if err := r.conn.QueryRow(ctx, "SELECT engine FROM system.tables WHERE database = currentDatabase() AND name = 'events'").Scan(&engine); err != nil {
+		return fmt.Errorf("identity: read the engine of events: %w", err)
+	}
+	r.distributed = engine == "Distributed" // a cluster (store: migrate --cluster)
 	rows, err := r.conn.Query(ctx, "SELECT identifier, customer_id FROM identity_map FINAL")
 	if err != nil {
 		return fmt.Errorf("load identity_map: %w", err)
@@ -314,7 +320,7 @@ func (r *Resolver) Update(ctx context.Context) (UpdateStats, error) {
 	if err := r.conn.Exec(ctx, "TRUNCATE TABLE resolve_staging"); err != nil {
 		return st, fmt.Errorf("identity: empty resolve_staging: %w", err)
 	}
-	q := StageEventsQuery(from, upper, full)
+	q := StageEventsQuery(from, upper, full, r.distributed)
 	if err := r.conn.Exec(ctx, q.SQL, q.Args...); err != nil {
 		return st, fmt.Errorf("identity: stage events ingested %s to %s: %w", from.Format(time.RFC3339), upper.Format(time.RFC3339), err)
 	}

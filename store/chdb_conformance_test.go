@@ -89,7 +89,7 @@ func TestChDBConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []store.Query{identity.StageEventsQuery(now.Add(-time.Hour), now, false), identity.StageEventsQuery(now.Add(-time.Hour), now, true), identity.ResolveStagedQuery(1), all, some} {
+	for _, q := range []store.Query{identity.StageEventsQuery(now.Add(-time.Hour), now, false, false), identity.StageEventsQuery(now.Add(-time.Hour), now, true, false), identity.StageEventsQuery(now.Add(-time.Hour), now, true, true), identity.ResolveStagedQuery(1), all, some} {
 		chdbQuery(t, s, inline(t, q))
 	}
 }
