@@ -40,11 +40,14 @@ type ForgetOptions struct {
 // events, duplicates of those events, their dead letters (found by their
 // ids and email hashes in the redacted payloads), their identity keys, the
 // resolved events, merges and 360 rows. id is anything LookupCustomer
-// takes; an email address is hashed with key. Each table loses the rows
-// with an ALTER TABLE … DELETE mutation, and Forget waits until ClickHouse
-// has applied it. The KPIs computed next no longer count the customer; KPI
-// history already stored holds only totals, and stays.
-func Forget(ctx context.Context, conn store.Conn, database, id string, key []byte, opts ForgetOptions) (Forgotten, error) {
+// takes; an email address is hashed with key. conn is connected to
+// target's database. Each table loses the rows with an ALTER TABLE …
+// DELETE mutation, and Forget waits until ClickHouse has applied it; on a
+// cluster, on every shard of a sharded table and on every node
+// (store.Alter, store.WaitMutations), so that once Forget returns no node
+// holds the customer. The KPIs computed next no longer count the customer;
+// KPI history already stored holds only totals, and stays.
+func Forget(ctx context.Context, conn store.Conn, target store.Target, id string, key []byte, opts ForgetOptions) (Forgotten, error) {
 	customer, matched, err := findCustomer(ctx, conn, id, key)
 	if err != nil {
 		return Forgotten{}, err
@@ -72,7 +75,7 @@ func Forget(ctx context.Context, conn store.Conn, database, id string, key []byt
 	deadline := time.Now().Add(opts.Settle)
 	late := 0 // passes after the settle time that still found rows
 	for {
-		removed, err := forgetPass(ctx, conn, database, keys, f.Rows)
+		removed, err := forgetPass(ctx, conn, target, keys, f.Rows)
 		if err != nil {
 			return f, fmt.Errorf("forget %s: %w", customer, err)
 		}
@@ -100,7 +103,7 @@ func Forget(ctx context.Context, conn store.Conn, database, id string, key []byt
 
 // forgetPass removes every row the customer with keys has left, adding
 // the counts to rows, and returns how many it removed.
-func forgetPass(ctx context.Context, conn store.Conn, database string, keys []string, rows map[string]uint64) (uint64, error) {
+func forgetPass(ctx context.Context, conn store.Conn, target store.Target, keys []string, rows map[string]uint64) (uint64, error) {
 	eventIDs, err := customerEventIDs(ctx, conn, keys)
 	if err != nil {
 		return 0, err
@@ -115,17 +118,15 @@ func forgetPass(ctx context.Context, conn store.Conn, database string, keys []st
 		if n == 0 {
 			continue
 		}
-		if err := conn.Exec(ctx, "ALTER TABLE "+c.Table+" DELETE WHERE "+c.SQL, c.Args...); err != nil {
+		if err := store.Alter(ctx, conn, target, c.Table, store.Query{SQL: "DELETE WHERE " + c.SQL, Args: c.Args}); err != nil {
 			return total, fmt.Errorf("delete from %s: %w", c.Table, err)
 		}
 		rows[c.Table] += n
 		total += n
 		mutated = append(mutated, c.Table)
 	}
-	for _, t := range mutated {
-		if err := store.WaitMutations(ctx, conn, database, t); err != nil {
-			return total, err
-		}
+	if err := store.WaitMutations(ctx, conn, target, mutated...); err != nil {
+		return total, err
 	}
 	return total, nil
 }

@@ -29,12 +29,12 @@ func TestChDBForget(t *testing.T) {
 	chdbtest.Migrate(t, s)
 	chdbtest.CopyTables(t, fx.target, s, "events", "dead_letters", "duplicates", "identity_map", "customers", "resolved_events", "resolve_staging", "customer_merges", "transform_state")
 	conn := chdbtest.Conn{S: s}
-	want, err := identity.Forget(ctx, fx.conn, fx.target.Database, "crm:C1", forgetKey, identity.ForgetOptions{})
+	want, err := identity.Forget(ctx, fx.conn, fx.target, "crm:C1", forgetKey, identity.ForgetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := customers360(t, conn)
-	got, err := identity.Forget(ctx, conn, "forget", "crm:C1", forgetKey, identity.ForgetOptions{})
+	got, err := identity.Forget(ctx, conn, chdbtest.Target(t, "forget"), "crm:C1", forgetKey, identity.ForgetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

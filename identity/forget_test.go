@@ -222,7 +222,7 @@ func TestForgetRemovesOneCustomerAndNoOneElse(t *testing.T) {
 		}
 	}
 
-	f, err := identity.Forget(ctx, a.conn, a.target.Database, " Alice@Example.com", forgetKey, identity.ForgetOptions{})
+	f, err := identity.Forget(ctx, a.conn, a.target, " Alice@Example.com", forgetKey, identity.ForgetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,8 +309,8 @@ func TestForgetRemovesOneCustomerAndNoOneElse(t *testing.T) {
 
 // An id that names no customer is refused, and nothing is removed.
 func TestForgetUnknownCustomer(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
-	_, err := identity.Forget(context.Background(), conn, "x", "nobody@example.com", forgetKey, identity.ForgetOptions{})
+	target, conn := testenv.MigratedClickHouse(t)
+	_, err := identity.Forget(context.Background(), conn, target, "nobody@example.com", forgetKey, identity.ForgetOptions{})
 	if err == nil || !strings.Contains(err.Error(), "no such customer") || strings.Contains(err.Error(), "nobody@") {
 		t.Errorf("err %v; want no such customer, without the address", err)
 	}

@@ -534,7 +534,7 @@ func buildTransform(ctx context.Context, p *process) (func(context.Context) erro
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			transform.RunRetention(ctx, conn, target.Database, cfg.Retention, cat, log)
+			transform.RunRetention(ctx, conn, target, cfg.Retention, cat, log)
 		}()
 		defer func() { stop(); <-done }()
 		return s.Run(ctx)

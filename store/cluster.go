@@ -53,6 +53,15 @@ func storageTable(t string) string {
 	return t
 }
 
+// storage is the table that holds the rows of logical table table on the
+// target: table itself on one server, storageTable on a cluster.
+func (t Target) storage(table string) string {
+	if t.cluster == "" {
+		return table
+	}
+	return storageTable(table)
+}
+
 var (
 	createTableRe = regexp.MustCompile("(?is)^CREATE\\s+TABLE\\s+IF\\s+NOT\\s+EXISTS\\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\\s*(.*)$")
 	createAsRe    = regexp.MustCompile("(?is)^AS\\s+`?([A-Za-z_][A-Za-z0-9_]*)`?\\s+(.*)$")
@@ -265,13 +274,13 @@ const (
 // idempotent statement (the table exists for CREATE … IF NOT EXISTS, the
 // column exists for ADD COLUMN) counts as done; any other error, and a
 // host that did not report within distributed_ddl_task_timeout, fails the
-// statement, naming every such host and why.
-func onCluster(ctx context.Context, conn Conn, hosts []Host, stmt string) error {
+// statement, naming every such host and why. args are bound to stmt.
+func onCluster(ctx context.Context, conn Conn, hosts []Host, stmt string, args ...any) error {
 	status := map[Host]*hostStatus{}
 	for _, h := range hosts {
 		status[h] = &hostStatus{Host: h}
 	}
-	runErr := readStatus(ctx, conn, stmt, status)
+	runErr := readStatus(ctx, conn, stmt, args, status)
 	var ex *clickhouse.Exception
 	if runErr != nil && (!anyLanded(status) || !errors.As(runErr, &ex)) {
 		// Refused by the server it was sent to before any host ran it, or
@@ -283,7 +292,7 @@ func onCluster(ctx context.Context, conn Conn, hosts []Host, stmt string) error 
 		st := status[h]
 		switch {
 		case !st.Landed:
-			failed = append(failed, h.String()+" did not report within distributed_ddl_task_timeout (down, or behind in its DDL queue: it runs the statement when it is back; run migrate again then)")
+			failed = append(failed, h.String()+" did not report within distributed_ddl_task_timeout (down, or behind in its DDL queue: it runs the statement when it is back; run the command again then)")
 		case st.Code != 0 && !alreadyDone(stmt, st.Code, st.Error):
 			failed = append(failed, fmt.Sprintf("%s: %s", h, strings.TrimSpace(st.Error)))
 		}
@@ -320,8 +329,8 @@ func landedAll(status map[Host]*hostStatus) bool {
 // readStatus runs stmt and records each host's status row. 18.16 sends
 // every host's row, then throws the first host error (or a timeout), which
 // is what it returns.
-func readStatus(ctx context.Context, conn Conn, stmt string, status map[Host]*hostStatus) error {
-	rows, err := conn.Query(ctx, stmt)
+func readStatus(ctx context.Context, conn Conn, stmt string, args []any, status map[Host]*hostStatus) error {
+	rows, err := conn.Query(ctx, stmt, args...)
 	if err != nil {
 		return err
 	}

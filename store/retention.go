@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -162,13 +164,19 @@ func (r Retention) AgedQuery(table string, keep []KeptDay, now time.Time) (cond 
 
 var monthPartition = regexp.MustCompile(`^\d{6}$`)
 
-// ApplyRetention removes from database what r no longer keeps at now, but
-// the baseline days in keep, and returns what it removed from each table
-// that lost rows. A table's months older than its cutoff go as partitions
-// (cheap: no data is rewritten); the older rows left in the cutoff's month
-// go with a mutation, which it waits for. Running it again removes nothing
-// more until time moves on.
-func ApplyRetention(ctx context.Context, conn Conn, database string, r Retention, keep []KeptDay, now time.Time) ([]Aged, error) {
+// ApplyRetention removes from target's database, which conn is connected
+// to, what r no longer keeps at now, but the baseline days in keep, and
+// returns what it removed from each table that lost rows. A table's months
+// older than its cutoff go as partitions (cheap: no data is rewritten);
+// the older rows left in the cutoff's month go with a mutation, which it
+// waits for. Running it again removes nothing more until time moves on.
+//
+// On a cluster a sharded table's partitions and rows go from its
+// <table>_local ON CLUSTER, on every shard, and a table replicated whole
+// loses them on conn's server, whence replication carries the change to
+// every node (Alter); ApplyRetention returns once every node has applied
+// it (waitDropped, WaitMutations).
+func ApplyRetention(ctx context.Context, conn Conn, target Target, r Retention, keep []KeptDay, now time.Time) ([]Aged, error) {
 	var out []Aged
 	for _, t := range r.tables() {
 		cond, cutoff := r.AgedQuery(t.table, keep, now)
@@ -182,24 +190,8 @@ func ApplyRetention(ctx context.Context, conn Conn, database string, r Retention
 		if a.Rows == 0 {
 			continue
 		}
-		parts, err := conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active AND partition < ? ORDER BY partition",
-			database, t.table, cutoff.Format("200601"))
+		months, err := agedMonths(ctx, conn, target, t.table, cutoff)
 		if err != nil {
-			return out, fmt.Errorf("retention of %s: partitions: %w", t.table, err)
-		}
-		var months []string
-		for parts.Next() {
-			var p string
-			if err := parts.Scan(&p); err != nil {
-				parts.Close()
-				return out, fmt.Errorf("retention of %s: partitions: %w", t.table, err)
-			}
-			if monthPartition.MatchString(p) {
-				months = append(months, p)
-			}
-		}
-		parts.Close()
-		if err := parts.Err(); err != nil {
 			return out, fmt.Errorf("retention of %s: partitions: %w", t.table, err)
 		}
 		for _, p := range months {
@@ -215,22 +207,51 @@ func ApplyRetention(ctx context.Context, conn Conn, database string, r Retention
 					continue
 				}
 			}
-			if err := conn.Exec(ctx, "ALTER TABLE "+t.table+" DROP PARTITION "+p); err != nil {
+			if err := Alter(ctx, conn, target, t.table, Query{SQL: "DROP PARTITION " + p}); err != nil {
 				return out, fmt.Errorf("retention of %s: drop partition %s: %w", t.table, p, err)
 			}
 			a.Partitions = append(a.Partitions, p)
+		}
+		if err := waitDropped(ctx, conn, target, t.table, a.Partitions); err != nil {
+			return out, fmt.Errorf("retention of %s: %w", t.table, err)
 		}
 		var left uint64
 		if err := conn.QueryRow(ctx, "SELECT count() FROM "+t.table+" WHERE "+cond.SQL, cond.Args...).Scan(&left); err != nil {
 			return out, fmt.Errorf("retention of %s: %w", t.table, err)
 		}
 		if left > 0 {
-			q := Query{SQL: "ALTER TABLE " + t.table + " DELETE WHERE " + cond.SQL, Args: cond.Args}
-			if err := Mutate(ctx, conn, database, t.table, q); err != nil {
+			q := Query{SQL: "DELETE WHERE " + cond.SQL, Args: cond.Args}
+			if err := Mutate(ctx, conn, target, t.table, q); err != nil {
 				return out, fmt.Errorf("retention of %s: delete rows before %s: %w", t.table, cutoff.Format(time.RFC3339), err)
 			}
 		}
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// agedMonths lists table's partitions, months, older than cutoff's month:
+// on one server those of conn's server; on a cluster those of every node,
+// since each shard holds its own.
+func agedMonths(ctx context.Context, conn Conn, target Target, table string, cutoff time.Time) ([]string, error) {
+	seen := map[string]bool{}
+	err := eachNode(ctx, conn, target, func(node Conn) error {
+		parts, err := node.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active AND partition < ? ORDER BY partition",
+			target.Database, target.storage(table), cutoff.Format("200601"))
+		if err != nil {
+			return err
+		}
+		defer parts.Close()
+		for parts.Next() {
+			var p string
+			if err := parts.Scan(&p); err != nil {
+				return err
+			}
+			if monthPartition.MatchString(p) {
+				seen[p] = true
+			}
+		}
+		return parts.Err()
+	})
+	return slices.Sorted(maps.Keys(seen)), err
 }

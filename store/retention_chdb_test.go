@@ -20,7 +20,7 @@ func TestChDBRetention(t *testing.T) {
 	chdbtest.Migrate(t, s)
 	insertRetentionFixture(t, func(sql string) { chdbtest.Query(t, s, sql) })
 	conn := chdbtest.Conn{S: s}
-	if _, err := store.ApplyRetention(context.Background(), conn, "retention", store.DefaultRetention(), baselineDay, retentionNow); err != nil {
+	if _, err := store.ApplyRetention(context.Background(), conn, chdbtest.Target(t, "retention"), store.DefaultRetention(), baselineDay, retentionNow); err != nil {
 		t.Fatal(err)
 	}
 	checkRetained(t, func(table string) []string {
@@ -30,7 +30,7 @@ func TestChDBRetention(t *testing.T) {
 		}
 		return strings.Split(out, "\n")
 	})
-	again, err := store.ApplyRetention(context.Background(), conn, "retention", store.DefaultRetention(), baselineDay, retentionNow)
+	again, err := store.ApplyRetention(context.Background(), conn, chdbtest.Target(t, "retention"), store.DefaultRetention(), baselineDay, retentionNow)
 	if err != nil || len(again) != 0 {
 		t.Errorf("second run removed %+v (err %v), want nothing", again, err)
 	}

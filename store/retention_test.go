@@ -107,7 +107,7 @@ func TestRetentionRemovesOnlyWhatIsOlder(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	})
-	aged, err := store.ApplyRetention(ctx, conn, target.Database, store.DefaultRetention(), baselineDay, retentionNow)
+	aged, err := store.ApplyRetention(ctx, conn, target, store.DefaultRetention(), baselineDay, retentionNow)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,12 +143,12 @@ func TestRetentionRemovesOnlyWhatIsOlder(t *testing.T) {
 		}
 		return ids
 	})
-	again, err := store.ApplyRetention(ctx, conn, target.Database, store.DefaultRetention(), baselineDay, retentionNow)
+	again, err := store.ApplyRetention(ctx, conn, target, store.DefaultRetention(), baselineDay, retentionNow)
 	if err != nil || len(again) != 0 {
 		t.Errorf("second run removed %+v (err %v), want nothing", again, err)
 	}
 	off := store.Retention{Interval: time.Hour}
-	if aged, err := store.ApplyRetention(ctx, conn, target.Database, off, nil, retentionNow.AddDate(10, 0, 0)); err != nil || len(aged) != 0 {
+	if aged, err := store.ApplyRetention(ctx, conn, target, off, nil, retentionNow.AddDate(10, 0, 0)); err != nil || len(aged) != 0 {
 		t.Errorf("retention 0 (keep forever) removed %+v (err %v)", aged, err)
 	}
 }

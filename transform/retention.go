@@ -9,15 +9,16 @@ import (
 	"github.com/kpibridge/kpibridge/store"
 )
 
-// RunRetention applies r to the database now and then every r.Interval
-// until ctx ends (store.ApplyRetention); the transform role runs it, one
-// process per deployment. The KPI history of the days the catalog's
-// baselines read (baseline.at) is kept. A failed round is logged and
-// retried at the next interval.
-func RunRetention(ctx context.Context, conn store.Conn, database string, r store.Retention, cat *catalog.Catalog, log *slog.Logger) {
+// RunRetention applies r to target's database, which conn is connected
+// to, now and then every r.Interval until ctx ends (store.ApplyRetention,
+// on every node of target's cluster if it has one); the transform role
+// runs it, one process per deployment. The KPI history of the days the
+// catalog's baselines read (baseline.at) is kept. A failed round is
+// logged and retried at the next interval.
+func RunRetention(ctx context.Context, conn store.Conn, target store.Target, r store.Retention, cat *catalog.Catalog, log *slog.Logger) {
 	keep := BaselineDays(cat)
 	for {
-		aged, err := store.ApplyRetention(ctx, conn, database, r, keep, time.Now())
+		aged, err := store.ApplyRetention(ctx, conn, target, r, keep, time.Now())
 		for _, a := range aged {
 			log.Info("retention removed old rows", "table", a.Table, "rows", a.Rows, "before", a.Cutoff.Format(time.RFC3339), "months_dropped", len(a.Partitions))
 		}

@@ -30,7 +30,7 @@ func TestRunRetentionAppliesAtStart(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		transform.RunRetention(run, conn, target.Database, store.DefaultRetention(), cat, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		transform.RunRetention(run, conn, target, store.DefaultRetention(), cat, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	var left uint64

@@ -94,7 +94,7 @@ func registerCustomer(k *kingpin.Application, a *app) []registered {
 		}
 		ctx, cancel := context.WithTimeout(ctx, *timeout+*settle)
 		defer cancel()
-		f, err := identity.Forget(ctx, conn, target.Database, *forgetID, key, identity.ForgetOptions{Settle: *settle})
+		f, err := identity.Forget(ctx, conn, target, *forgetID, key, identity.ForgetOptions{Settle: *settle})
 		if err != nil {
 			return err
 		}

@@ -41,6 +41,17 @@ func Session(t *testing.T, db string) *chdb.Session {
 	return s
 }
 
+// Target names database db of a session, one server's, for the functions
+// that take a store.Target with a Conn; nothing connects to its address.
+func Target(t *testing.T, db string) store.Target {
+	t.Helper()
+	target, err := store.ParseDSN("clickhouse://chdb.invalid:9000/" + db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
 // Migrate applies every migration to the session's database.
 func Migrate(t *testing.T, s *chdb.Session) {
 	t.Helper()
