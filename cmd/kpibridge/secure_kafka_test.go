@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -31,21 +30,7 @@ const (
 // until the test ends.
 func startProcess(t *testing.T, name string, env []string, args ...string) *testenv.Output {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
-	out := &testenv.Output{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, out)
-		}
-	})
-	return out
+	return testenv.StartProcess(t, name, env, args...).Out
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, ok func() bool) {

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,56 +45,20 @@ const hashKey = "chaos-suite-key-0123456789abcdef"
 // end is the last generated day; KPIs are compared at the day after.
 var end = time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)
 
-// proc is a kpibridge child process.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testenv.Output
-	done chan struct{}
-}
+// proc is a kpibridge child process, killed when the test ends.
+type proc = testenv.Process
 
-// start runs kpibridge with args; the process is killed when the test ends.
+// start runs kpibridge with args and the suite's hash key.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t), args...)
-	cmd.Env = append(os.Environ(), "KPIBRIDGE_EMAIL_HASH_KEY="+hashKey)
-	p := &proc{name: name, cmd: cmd, out: &testenv.Output{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("%s output (last 3000 bytes):\n%s", name, tail(p.out.String(), 3000))
-		}
-	})
-	return p
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	return testenv.StartProcess(t, name, []string{"KPIBRIDGE_EMAIL_HASH_KEY=" + hashKey}, args...)
 }
 
 // stop sends SIGTERM and waits for the drain.
-func (p *proc) stop(t *testing.T) {
+func stop(t *testing.T, p *proc) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		t.Errorf("%s did not exit within 30s of SIGTERM", p.name)
-		p.kill()
+	if !p.Stop(30 * time.Second) {
+		t.Errorf("%s did not exit within 30s of SIGTERM", p.Name)
 	}
 }
 
@@ -133,7 +96,7 @@ func (s *suite) startBroker() {
 	t.Helper()
 	s.broker = start(t, "broker", "broker", "--listen", s.addr, "--partitions", "6", "--data-dir", filepath.Join(s.dir, "broker"))
 	waitFor(t, 30*time.Second, "the broker to listen on "+s.addr, func() bool {
-		return strings.Contains(s.broker.out.String(), "listening")
+		return strings.Contains(s.broker.Out.String(), "listening")
 	})
 }
 
@@ -339,7 +302,7 @@ func TestFaults(t *testing.T) {
 	s.refConn = refConn
 	ref := s.ingest(t, "reference", refTarget.DSN)
 	took := s.waitStored(t, refConn, 5*time.Minute)
-	ref.stop(t)
+	stop(t, ref)
 	s.reference = kpis(t, refConn, true)
 	t.Logf("undisturbed: stored in %s, %d KPI series", took.Round(time.Millisecond), len(s.reference))
 	r := result{scenario: "undisturbed", totalStoreTime: took}
@@ -374,7 +337,7 @@ func (s *suite) killIngest(t *testing.T) {
 		// stream, so kills spread over it; one the ingest has passed
 		// already kills at once.
 		at := storedAtLeast(t, conn, uint64(float64(s.sum.Valid)*(float64(i)+rng.Float64())/float64(s.size.kills+1)))
-		p.kill()
+		p.Kill()
 		t.Logf("kill %d with %d events stored", i+1, at)
 		c, _ := count(conn)
 		p = s.ingest(t, "kill9", target.DSN)
@@ -386,7 +349,7 @@ func (s *suite) killIngest(t *testing.T) {
 	s.waitStored(t, conn, 5*time.Minute)
 	r.caughtUp = time.Since(cleared)
 	r.totalStoreTime = time.Since(begin)
-	p.stop(t)
+	stop(t, p)
 	s.check(t, &r, conn, true)
 }
 
@@ -434,7 +397,7 @@ func (s *suite) clickhouseDown(t *testing.T) {
 	s.waitStored(t, conn, 5*time.Minute)
 	r.caughtUp = time.Since(cleared)
 	r.totalStoreTime = time.Since(begin)
-	p.stop(t)
+	stop(t, p)
 	s.check(t, &r, conn, true)
 }
 
@@ -446,7 +409,7 @@ func (s *suite) brokerRestart(t *testing.T) {
 	begin := time.Now()
 	p := s.ingest(t, "broker", target.DSN)
 	at := storedAtLeast(t, conn, uint64(s.sum.Valid)/3)
-	s.broker.stop(t)
+	stop(t, s.broker)
 	t.Logf("broker stopped with %d events stored", at)
 	time.Sleep(2 * time.Second)
 	s.startBroker()
@@ -456,7 +419,7 @@ func (s *suite) brokerRestart(t *testing.T) {
 	s.waitStored(t, conn, 5*time.Minute)
 	r.caughtUp = time.Since(cleared)
 	r.totalStoreTime = time.Since(begin)
-	p.stop(t)
+	stop(t, p)
 	s.check(t, &r, conn, true)
 }
 
@@ -472,14 +435,14 @@ func (s *suite) secondIngest(t *testing.T) {
 	c, _ := count(conn)
 	r.recovery = append(r.recovery, s.resumed(t, conn, c.distinct))
 	storedAtLeast(t, conn, uint64(s.sum.Valid)/2)
-	b.stop(t)
+	stop(t, b)
 	cleared := time.Now()
 	c, _ = count(conn)
 	r.recovery = append(r.recovery, s.resumed(t, conn, c.distinct))
 	s.waitStored(t, conn, 5*time.Minute)
 	r.caughtUp = time.Since(cleared)
 	r.totalStoreTime = time.Since(begin)
-	a.stop(t)
+	stop(t, a)
 	s.check(t, &r, conn, true)
 }
 
@@ -491,7 +454,7 @@ func (s *suite) killTransform(t *testing.T) {
 	r := result{scenario: fmt.Sprintf("transform killed (-9) %d times mid identity update / KPI round", s.size.transformKills)}
 	in := s.ingest(t, "transform", target.DSN)
 	s.waitStored(t, conn, 5*time.Minute)
-	in.stop(t)
+	stop(t, in)
 	want := customerDigest(t, s.refConn)
 	rng := rand.New(rand.NewPCG(3, 4))
 	args := []string{"--config.file", s.config(t, "transform"), "run", "--role", "transform", "--clickhouse", target.DSN, "--brokers", s.addr}
@@ -507,10 +470,10 @@ func (s *suite) killTransform(t *testing.T) {
 		}
 		time.Sleep(time.Duration(wait) * time.Millisecond)
 		phase := "identity update"
-		if strings.Contains(p.out.String(), "identity graph updated") {
+		if strings.Contains(p.Out.String(), "identity graph updated") {
 			phase = "KPI round"
 		}
-		p.kill()
+		p.Kill()
 		phases[phase]++
 		t.Logf("transform kill %d after %d ms, during the %s", i+1, wait, phase)
 	}
@@ -526,7 +489,7 @@ func (s *suite) killTransform(t *testing.T) {
 	r.recovery = append(r.recovery, time.Since(restarted))
 	r.caughtUp = r.recovery[0]
 	r.totalStoreTime = time.Since(begin)
-	p.stop(t)
+	stop(t, p)
 	s.check(t, &r, conn, false)
 }
 

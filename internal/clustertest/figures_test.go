@@ -215,8 +215,8 @@ func measureIngest(t *testing.T, c *clustertest.Cluster, s *stream, setup ingest
 	r.hostCPU = float64(busy1-busy0) / float64(total1-total0)
 	r.hostBusy = time.Duration(busy1-busy0) * time.Second / clockTicks
 	for _, p := range procs {
-		r.cpu += procCPU(t, p.cmd.Process.Pid)
-		p.stop(t)
+		r.cpu += procCPU(t, p.Cmd.Process.Pid)
+		stop(t, p)
 	}
 
 	if setup.nodes != nil {

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,45 +27,20 @@ import (
 const hashKey = "cluster-test-key-0123456789abcdef"
 
 // proc is a kpibridge child process; it is killed when the test ends.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *testenv.Output
-	done chan struct{}
-}
+type proc = testenv.Process
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(testenv.Binary(t), args...)
-	cmd.Env = append(os.Environ(), "KPIBRIDGE_EMAIL_HASH_KEY="+hashKey)
-	p := &proc{name: name, cmd: cmd, out: &testenv.Output{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			out := p.out.String()
-			t.Logf("%s output (last 3000 bytes):\n%s", name, out[max(0, len(out)-3000):])
-		}
-	})
-	return p
+	return testenv.StartProcess(t, name, []string{"KPIBRIDGE_EMAIL_HASH_KEY=" + hashKey}, args...)
 }
 
 // stop sends SIGTERM and waits for a clean exit (ingest drains its batches).
-func (p *proc) stop(t *testing.T) {
+func stop(t *testing.T, p *proc) {
 	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		if !p.cmd.ProcessState.Success() {
-			t.Errorf("%s exited with %v after SIGTERM", p.name, p.cmd.ProcessState)
-		}
-	case <-time.After(60 * time.Second):
-		t.Errorf("%s did not exit within 60 s of SIGTERM", p.name)
+	if !p.Stop(60 * time.Second) {
+		t.Errorf("%s did not exit within 60 s of SIGTERM", p.Name)
+	} else if !p.Cmd.ProcessState.Success() {
+		t.Errorf("%s exited with %v after SIGTERM", p.Name, p.Cmd.ProcessState)
 	}
 }
 
@@ -101,9 +75,9 @@ func startBroker(t *testing.T) *stream {
 	s := &stream{addr: testenv.FreeAddr(t)}
 	p := startProc(t, "broker", "broker", "--listen", s.addr, "--partitions", "6")
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.out.String(), "Kafka protocol on") {
+	for !strings.Contains(p.Out.String(), "Kafka protocol on") {
 		if time.Now().After(deadline) {
-			t.Fatalf("kpibridge broker did not listen on %s within 30 s:\n%s", s.addr, p.out.String())
+			t.Fatalf("kpibridge broker did not listen on %s within 30 s:\n%s", s.addr, p.Out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -210,8 +184,8 @@ func (s *stream) waitCommitted(t *testing.T, group string, stall time.Duration, 
 		}
 		for _, p := range procs {
 			select {
-			case <-p.done:
-				t.Fatalf("%s exited before the stream was stored:\n%s", p.name, p.out.String())
+			case <-p.Done():
+				t.Fatalf("%s exited before the stream was stored:\n%s", p.Name, p.Out.String())
 			default:
 			}
 		}
@@ -234,8 +208,8 @@ func (s *stream) diagnose(t *testing.T, group string, nodes []store.Target, proc
 	if dir, err := os.MkdirTemp("", "kpibridge-"+group+"-"); err == nil {
 		for i, p := range procs {
 			f := filepath.Join(dir, fmt.Sprintf("proc%d.log", i+1))
-			if err := os.WriteFile(f, []byte(p.name+"\n"+p.out.String()), 0o644); err == nil {
-				t.Logf("%s's output: %s", p.name, f)
+			if err := os.WriteFile(f, []byte(p.Name+"\n"+p.Out.String()), 0o644); err == nil {
+				t.Logf("%s's output: %s", p.Name, f)
 			}
 		}
 	}
@@ -320,7 +294,7 @@ func TestClusterIngestEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d messages generated and stored through nodes 1 and 4 in %s", s.sum.Total, time.Since(start).Round(time.Millisecond))
 	for _, p := range procs {
-		p.stop(t)
+		stop(t, p)
 	}
 
 	checkExact(t, c, target, uint64(s.sum.Valid))
