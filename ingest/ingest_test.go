@@ -100,15 +100,25 @@ func (e *env) startWith(cfg ingest.Config, conn store.Conn, dec ingest.Decoder) 
 	if conn == nil {
 		conn = e.conn
 	}
+	return e.startWriter(cfg, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dec)
+}
+
+// startWriter is start with a given writer and decoder.
+func (e *env) startWriter(cfg ingest.Config, w ingest.Writer, dec ingest.Decoder) *running {
+	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	m := ingest.NewMetrics(reg, []string{topic})
 	log := e.log
 	if log == nil {
 		log = logger(e.t)
 	}
-	src := ingest.NewKafkaSource([]string{e.addr}, []string{topic}, cfg.GroupID, cfg.SessionTimeout, nil, log)
+	src, err := ingest.NewKafkaSource(ingest.SourceConfig{Brokers: []string{e.addr}, Topics: []string{topic}, GroupID: cfg.GroupID,
+		SessionTimeout: cfg.SessionTimeout, Logger: log, Metrics: m})
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	dlq := ingest.NewKafkaDLQ([]string{e.addr}, cfg.DLQ, nil)
-	in, err := ingest.New(cfg, src, ingest.NewClickHouseWriter(conn, cfg.DLQ.MaxPayloadBytes), dlq, dec, m, log)
+	in, err := ingest.New(cfg, src, w, dlq, dec, m, log)
 	if err != nil {
 		e.t.Fatal(err)
 	}

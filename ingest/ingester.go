@@ -21,10 +21,15 @@ import (
 	"github.com/kpibridge/kpibridge/store"
 )
 
-// Source is a consumer-group member: kafka-go's *kafka.Reader with a GroupID.
+// Source is a consumer-group member; *KafkaSource is the real one.
 type Source interface {
-	FetchMessage(ctx context.Context) (kafka.Message, error)
-	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+	// Fetch returns the next message and the group generation it was fetched in.
+	Fetch(ctx context.Context) (kafka.Message, int32, error)
+	// Commit commits offsets (the next offset to read, by topic and
+	// partition) of messages fetched in generation gen, or returns
+	// ErrGenerationEnded when a rebalance has ended gen.
+	Commit(ctx context.Context, gen int32, offsets map[string]map[int]int64) error
+	// Close leaves the group.
 	Close() error
 }
 
@@ -69,6 +74,8 @@ type Ingester struct {
 	m    *Metrics
 	log  *slog.Logger
 	seen *seenSet // used by the fetching stage only
+	// read is the highest offset read of each partition; fetching stage only.
+	read map[topicPartition]int64
 	// fetchLog writes a failing fetch once a minute, with a count.
 	fetchLog *lograte.Limiter
 	newest   map[string]time.Time // newest stored occurred_at by source; storing stage only
@@ -116,16 +123,25 @@ func New(cfg Config, src Source, w Writer, dlq Publisher, dec Decoder, m *Metric
 	if src == nil || w == nil || dec == nil || m == nil || logger == nil {
 		return nil, errors.New("ingest.New: source, writer, decoder, metrics and logger are required")
 	}
-	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), newest: map[string]time.Time{},
+	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), read: map[topicPartition]int64{}, newest: map[string]time.Time{},
 		fetchLog: lograte.New(logger, time.Minute), problems: map[string]string{}}, nil
 }
 
-// partitionSpan is what a batch holds of one partition.
+// partitionSpan is what a batch holds of one partition from one group generation.
 type partitionSpan struct {
-	topic                 string
-	partition             int
-	first, last           int64 // offsets
+	topicPartition
+	gen         int32
+	first, last int64 // offsets
+	// readUpTo is the highest offset of the partition this process had
+	// read before the span began (-1: none). A message at or below it is
+	// read again after a rebalance — a re-delivery, not a re-send.
+	readUpTo              int64
 	valid, invalid, dupes int
+}
+
+type topicPartition struct {
+	topic     string
+	partition int
 }
 
 // sourceTime is the newest occurred_at of one source in a batch.
@@ -160,20 +176,30 @@ func (b *batch) reset() {
 	b.spans, b.newest = b.spans[:0], b.newest[:0]
 }
 
-// span returns the batch's span of m's partition, adding it if new.
-func (b *batch) span(m *kafka.Message) *partitionSpan {
+// span returns the batch's span of m's partition and generation, adding it if new.
+func (in *Ingester) span(b *batch, m *kafka.Message, gen int32) *partitionSpan {
 	if b.cur < len(b.spans) {
-		if s := &b.spans[b.cur]; s.partition == m.Partition && s.topic == m.Topic {
+		if s := &b.spans[b.cur]; s.partition == m.Partition && s.gen == gen && s.topic == m.Topic {
 			return s
 		}
 	}
 	for i := range b.spans {
-		if s := &b.spans[i]; s.partition == m.Partition && s.topic == m.Topic {
+		if s := &b.spans[i]; s.partition == m.Partition && s.gen == gen && s.topic == m.Topic {
 			b.cur = i
 			return s
 		}
 	}
-	b.spans = append(b.spans, partitionSpan{topic: m.Topic, partition: m.Partition, first: m.Offset, last: m.Offset})
+	tp := topicPartition{m.Topic, m.Partition}
+	upTo, ok := in.read[tp]
+	if !ok {
+		upTo = -1
+	}
+	for _, s := range b.spans { // the partition from an earlier generation
+		if s.topicPartition == tp {
+			upTo = max(upTo, s.last)
+		}
+	}
+	b.spans = append(b.spans, partitionSpan{topicPartition: tp, gen: gen, first: m.Offset, last: m.Offset, readUpTo: upTo})
 	b.cur = len(b.spans) - 1
 	return &b.spans[b.cur]
 }
@@ -226,6 +252,11 @@ func (in *Ingester) Run(ctx context.Context) error {
 		if b.msgs == 0 {
 			return b
 		}
+		for _, s := range b.spans {
+			if last, ok := in.read[s.topicPartition]; !ok || s.last > last {
+				in.read[s.topicPartition] = s.last
+			}
+		}
 		select {
 		case full <- b:
 		case <-storeDone:
@@ -246,7 +277,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		fetchErrs   int
 	)
 	for b != nil {
-		m, err := in.src.FetchMessage(batchCtx)
+		m, gen, err := in.src.Fetch(batchCtx)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -268,7 +299,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		if b.msgs == 0 {
 			batchCtx, cancelBatch = context.WithTimeout(ctx, in.cfg.Batch.MaxWait)
 		}
-		in.add(b, &m)
+		in.add(b, &m, gen)
 		if b.msgs >= in.cfg.Batch.MaxRows || b.bytes >= in.cfg.Batch.MaxBytes {
 			cancelBatch()
 			batchCtx = ctx
@@ -300,9 +331,9 @@ func (in *Ingester) closeWith(err error) error {
 	return err
 }
 
-// add decodes one message into the batch.
-func (in *Ingester) add(b *batch, m *kafka.Message) {
-	s := b.span(m)
+// add decodes one message of generation gen into the batch.
+func (in *Ingester) add(b *batch, m *kafka.Message, gen int32) {
+	s := in.span(b, m, gen)
 	s.last = m.Offset
 	b.msgs++
 	b.bytes += len(m.Key) + len(m.Value)
@@ -335,7 +366,10 @@ func (in *Ingester) add(b *batch, m *kafka.Message) {
 	if events.Correctable(ev.Type) {
 		key = ev.EventID + "\x00" + string(m.Value)
 	}
-	if in.seen.add(key) {
+	// A message read again after a rebalance is not a re-send: its first
+	// read is stored (as an event or a duplicate), and storing it again
+	// collapses with that.
+	if m.Offset > s.readUpTo && in.seen.add(key) {
 		b.dups = append(b.dups, Duplicate{EventID: ev.EventID, Type: ev.Type, Source: ev.Source, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		s.dupes++
 		return
@@ -479,26 +513,45 @@ func (in *Ingester) retry(ctx context.Context, target, table string, n int, wher
 	}
 }
 
-// commit commits the last offset of every partition in the batch. A failed
-// commit (say, after a rebalance moved the partition) is logged and left:
-// the new owner re-reads those messages and storage deduplicates them.
+// commit commits the offsets after every partition in the batch, with the
+// generation each was fetched in. Offsets of a generation a rebalance has
+// ended are not committed: the partition's owner now (this process or
+// another) reads on from the last commit, and a commit behind its own
+// would move the group back. A failed commit is logged and left: the
+// messages are stored, and re-delivering them is harmless.
 func (in *Ingester) commit(ctx context.Context, b *batch, where string) {
-	msgs := make([]kafka.Message, len(b.spans))
-	for i, s := range b.spans {
-		msgs[i] = kafka.Message{Topic: s.topic, Partition: s.partition, Offset: s.last}
+	byGen := map[int32]map[string]map[int]int64{}
+	for _, s := range b.spans {
+		if byGen[s.gen] == nil {
+			byGen[s.gen] = map[string]map[int]int64{}
+		}
+		if byGen[s.gen][s.topic] == nil {
+			byGen[s.gen][s.topic] = map[int]int64{}
+		}
+		byGen[s.gen][s.topic][s.partition] = s.last + 1
 	}
-	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
-		if err = in.src.CommitMessages(ctx, msgs...); err == nil {
+	for _, gen := range slices.Sorted(maps.Keys(byGen)) {
+		var err error
+		for attempt := 1; attempt <= 3; attempt++ {
+			if err = in.src.Commit(ctx, gen, byGen[gen]); err == nil || errors.Is(err, ErrGenerationEnded) {
+				break
+			}
+			if !sleep(ctx, in.backoff(attempt)) {
+				break
+			}
+		}
+		switch {
+		case err == nil:
 			in.m.Commits.Inc()
-			return
-		}
-		if !sleep(ctx, in.backoff(attempt)) {
-			break
+		case errors.Is(err, ErrGenerationEnded):
+			in.m.CommitsSkipped.Inc()
+			in.log.Info("offsets fetched before a rebalance not committed; the partitions' owners read on from the last commit",
+				"offsets", where, "generation", gen)
+		default:
+			in.m.CommitErrors.Inc()
+			in.log.Warn("offset commit failed; the stored messages will be re-delivered and deduplicated", "offsets", where, "err", err)
 		}
 	}
-	in.m.CommitErrors.Inc()
-	in.log.Warn("offset commit failed; the stored messages will be re-delivered and deduplicated", "offsets", where, "err", err)
 }
 
 // logDeadLetters logs the first dead letter of each reason in a batch, with a count.

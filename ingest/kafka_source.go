@@ -1,8 +1,13 @@
 package ingest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -11,44 +16,275 @@ import (
 	"github.com/kpibridge/kpibridge/internal/lograte"
 )
 
-// NewKafkaSource returns a consumer-group member over topics, connecting
-// as sec says (nil: plain text). Offsets are
-// committed only by the Ingester (CommitInterval 0: synchronous, explicit);
-// a new group starts from the earliest offset so nothing produced before the
-// first start is skipped.
+// ErrGenerationEnded: offsets fetched in a consumer-group generation that
+// has ended were not committed. A rebalance may have given their
+// partitions to another member, which reads on from the last commit; a
+// commit now could land behind that member's and move the group back.
+var ErrGenerationEnded = errors.New("the consumer-group generation these messages were fetched in has ended")
+
+// SourceConfig says how to join the ingest consumer group.
+type SourceConfig struct {
+	Brokers []string
+	Topics  []string
+	GroupID string
+	// SessionTimeout (ingest.session_timeout) is how long a member that
+	// stopped heartbeating (killed, hung, cut off) keeps its partitions
+	// before the group hands them to another: the failover time after a kill -9.
+	SessionTimeout time.Duration
+	Security       *kafkaconn.Security // nil: plain text
+	Logger         *slog.Logger
+	Metrics        *Metrics // nil: not instrumented
+}
+
+// KafkaSource is a member of the ingest consumer group. It is built on
+// kafka-go's ConsumerGroup rather than its group Reader because the Reader
+// commits every offset with the current generation: a batch fetched
+// before a rebalance and committed after it overwrote the commit of the
+// partition's new owner, moving the group's offsets back. Here each
+// message carries the generation it was fetched in, and Commit refuses
+// offsets of an ended generation (ErrGenerationEnded); Kafka's own
+// generation check backs that up at the broker.
+//
+// Each assigned partition has its own kafka-go Reader, started at the
+// group's committed offset (or the earliest one for a new group, so
+// nothing produced before the first start is skipped), and stopped with
+// the generation. Messages still queued from an ended generation are
+// dropped: their partition's owner in the new generation reads them again.
+type KafkaSource struct {
+	cfg     SourceConfig
+	cg      *kafka.ConsumerGroup
+	msgs    chan fetched
+	commits chan commitRequest
+	gen     atomic.Int64 // ID of the current generation; -1 between generations
+	cancel  context.CancelFunc
+	done    chan struct{}
+	log     *slog.Logger
+	errLog  *lograte.Limiter
+}
+
+// fetched is one message, or a partition reader's error, from a generation.
+type fetched struct {
+	m   kafka.Message
+	gen int32
+	err error
+}
+
+type commitRequest struct {
+	gen     int32
+	offsets map[string]map[int]int64
+	errc    chan error
+}
+
+// NewKafkaSource joins the consumer group; partitions arrive once the
+// group has balanced.
 //
 // Fetches return as soon as a partition has data (MinBytes 1) and at most
 // 4 MiB; MaxWait is also kafka-go's read deadline for a fetch response, and
 // at 250 ms a busy broker answering a dozen partitions at once missed it,
 // which showed as "i/o timeout" warnings and reconnects on every start.
-//
-// sessionTimeout (ingest.session_timeout) is how long a member that stopped
-// heartbeating (killed, hung, cut off) keeps its partitions before the
-// group hands them to another: the failover time after a kill -9.
-func NewKafkaSource(brokers, topics []string, groupID string, sessionTimeout time.Duration, sec *kafkaconn.Security, logger *slog.Logger) *kafka.Reader {
-	lim := lograte.New(logger, time.Minute)
-	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers:                brokers,
-		Dialer:                 sec.Dialer(),
-		GroupID:                groupID,
-		GroupTopics:            topics,
-		MinBytes:               1,
-		MaxBytes:               4 << 20,
-		MaxWait:                time.Second,
-		QueueCapacity:          10000,
-		ReadBatchTimeout:       10 * time.Second,
-		CommitInterval:         0,
-		StartOffset:            kafka.FirstOffset,
-		HeartbeatInterval:      min(3*time.Second, sessionTimeout/3),
-		SessionTimeout:         sessionTimeout,
+func NewKafkaSource(cfg SourceConfig) (*KafkaSource, error) {
+	lim := lograte.New(cfg.Logger, time.Minute)
+	// While Kafka is unreachable kafka-go reports every retry: one line per
+	// kind of failure a minute, with a count, is enough.
+	errorLogger := kafka.LoggerFunc(func(msg string, args ...any) {
+		lim.Log(slog.LevelWarn, msg, "kafka consumer", "detail", fmt.Sprintf(msg, args...))
+	})
+	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                     cfg.GroupID,
+		Brokers:                cfg.Brokers,
+		Dialer:                 cfg.Security.Dialer(),
+		Topics:                 cfg.Topics,
+		HeartbeatInterval:      min(3*time.Second, cfg.SessionTimeout/3),
+		SessionTimeout:         cfg.SessionTimeout,
 		RebalanceTimeout:       30 * time.Second,
 		JoinGroupBackoff:       2 * time.Second,
 		WatchPartitionChanges:  true,
 		PartitionWatchInterval: 10 * time.Second,
-		// While Kafka is unreachable the reader reports every retry: one line
-		// per kind of failure a minute, with a count, is enough.
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			lim.Log(slog.LevelWarn, msg, "kafka consumer", "detail", fmt.Sprintf(msg, args...))
-		}),
+		StartOffset:            kafka.FirstOffset,
+		ErrorLogger:            errorLogger,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("kafka consumer group %s: %w", cfg.GroupID, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &KafkaSource{cfg: cfg, cg: cg, msgs: make(chan fetched, 1024), commits: make(chan commitRequest),
+		cancel: cancel, done: make(chan struct{}), log: cfg.Logger, errLog: lim}
+	s.gen.Store(-1)
+	go s.run(ctx, errorLogger)
+	return s, nil
 }
+
+// run follows the group from generation to generation until Close.
+func (s *KafkaSource) run(ctx context.Context, errorLogger kafka.Logger) {
+	defer close(s.done)
+	for {
+		gen, err := s.cg.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+				return
+			}
+			// kafka-go backs off before it tries to join again.
+			s.errLog.Log(slog.LevelWarn, "join", "joining the ingest consumer group failed; retrying", "group", s.cfg.GroupID, "err", err)
+			continue
+		}
+		s.startGeneration(gen, errorLogger)
+	}
+}
+
+func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.Logger) {
+	var assigned []string
+	n := 0
+	if s.cfg.Metrics != nil {
+		for _, t := range s.cfg.Topics {
+			s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
+		}
+	}
+	for topic, parts := range gen.Assignments {
+		ids := make([]string, len(parts))
+		for i, p := range parts {
+			ids[i] = fmt.Sprint(p.ID)
+		}
+		sort.Strings(ids)
+		assigned = append(assigned, topic+"/"+strings.Join(ids, ","))
+		n += len(parts)
+		if s.cfg.Metrics != nil {
+			s.cfg.Metrics.Assigned.WithLabelValues(topic).Set(float64(len(parts)))
+		}
+	}
+	sort.Strings(assigned)
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Rebalances.Inc()
+	}
+	s.log.Info("consumer group balanced", "group", s.cfg.GroupID, "generation", gen.ID, "partitions", strings.Join(assigned, " "))
+	s.gen.Store(int64(gen.ID))
+
+	// Commits of this generation go through this routine, so the group does
+	// not move to the next generation while one is in flight.
+	gen.Start(func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				s.gen.CompareAndSwap(int64(gen.ID), -1)
+				return
+			case req := <-s.commits:
+				if req.gen != gen.ID {
+					req.errc <- ErrGenerationEnded
+					continue
+				}
+				req.errc <- gen.CommitOffsets(req.offsets)
+			}
+		}
+	})
+	queue := max(100, 10000/max(n, 1)) // about 10,000 messages queued in all
+	for topic, parts := range gen.Assignments {
+		for _, p := range parts {
+			gen.Start(func(ctx context.Context) {
+				s.readPartition(ctx, gen.ID, topic, p.ID, p.Offset, queue, errorLogger)
+			})
+		}
+	}
+}
+
+// readPartition reads one partition from offset until its generation ends.
+func (s *KafkaSource) readPartition(ctx context.Context, gen int32, topic string, partition int, offset int64, queue int, errorLogger kafka.Logger) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:          s.cfg.Brokers,
+		Dialer:           s.cfg.Security.Dialer(),
+		Topic:            topic,
+		Partition:        partition,
+		MinBytes:         1,
+		MaxBytes:         4 << 20,
+		MaxWait:          time.Second,
+		QueueCapacity:    queue,
+		ReadBatchTimeout: 10 * time.Second,
+		ErrorLogger:      errorLogger,
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		s.send(ctx, fetched{gen: gen, err: fmt.Errorf("%s/%d: start at offset %d: %w", topic, partition, offset, err)})
+		<-ctx.Done()
+		return
+	}
+	for attempt := 0; ; {
+		m, err := r.FetchMessage(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			attempt++
+			if !s.send(ctx, fetched{gen: gen, err: fmt.Errorf("%s/%d: %w", topic, partition, err)}) || !sleep(ctx, min(time.Duration(attempt)*time.Second, 10*time.Second)) {
+				return
+			}
+			continue
+		}
+		attempt = 0
+		if !s.send(ctx, fetched{m: m, gen: gen}) {
+			return
+		}
+	}
+}
+
+func (s *KafkaSource) send(ctx context.Context, f fetched) bool {
+	select {
+	case s.msgs <- f:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Fetch returns the next message and the generation it was fetched in.
+func (s *KafkaSource) Fetch(ctx context.Context) (kafka.Message, int32, error) {
+	for {
+		select {
+		case f := <-s.msgs:
+			if int64(f.gen) != s.gen.Load() {
+				continue // fetched before a rebalance: the partition's owner reads it again
+			}
+			return f.m, f.gen, f.err
+		case <-ctx.Done():
+			return kafka.Message{}, 0, ctx.Err()
+		}
+	}
+}
+
+// Commit commits offsets (the next offset to read, by topic and partition)
+// of messages fetched in generation gen. It returns ErrGenerationEnded,
+// and commits nothing, when gen is no longer the current generation.
+func (s *KafkaSource) Commit(ctx context.Context, gen int32, offsets map[string]map[int]int64) error {
+	if int64(gen) != s.gen.Load() {
+		return ErrGenerationEnded
+	}
+	req := commitRequest{gen: gen, offsets: offsets, errc: make(chan error, 1)}
+	// Between generations no one takes commits; gen may end meanwhile.
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for sent := false; !sent; {
+		select {
+		case s.commits <- req:
+			sent = true
+		case <-tick.C:
+			if int64(gen) != s.gen.Load() {
+				return ErrGenerationEnded
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	select {
+	case err := <-req.errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close leaves the group: its partitions go to the other members at once.
+func (s *KafkaSource) Close() error {
+	err := s.cg.Close()
+	s.cancel()
+	<-s.done
+	return err
+}
+
+var _ Source = (*KafkaSource)(nil)

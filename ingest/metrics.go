@@ -28,6 +28,9 @@ type Metrics struct {
 	Retries        *prometheus.CounterVec
 	Commits        prometheus.Counter
 	CommitErrors   prometheus.Counter
+	CommitsSkipped prometheus.Counter
+	Rebalances     prometheus.Counter
+	Assigned       *prometheus.GaugeVec
 	LastEventTime  *prometheus.GaugeVec
 	LastIngestTime prometheus.Gauge
 	ConsumerLag    *prometheus.GaugeVec
@@ -69,6 +72,16 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 		CommitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kpibridge_ingest_offset_commit_errors_total", Help: "Failed offset commits (the messages will be re-delivered and deduplicated).",
 		}),
+		CommitsSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpibridge_ingest_offset_commits_skipped_total",
+			Help: "Batches whose offsets were not committed because a rebalance ended the group generation they were fetched in (the partitions' owners read on from the last commit).",
+		}),
+		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpibridge_ingest_rebalances_total", Help: "Consumer group generations this process has joined (the first join counts).",
+		}),
+		Assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kpibridge_ingest_assigned_partitions", Help: "Partitions this process holds in the current consumer group generation, by topic.",
+		}, []string{"topic"}),
 		LastEventTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kpibridge_ingest_last_event_timestamp_seconds", Help: "occurred_at of the newest stored event, by source.",
 		}, []string{"source"}),
@@ -81,6 +94,7 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 		}, []string{"topic", "partition"}),
 	}
 	for _, t := range topics {
+		m.Assigned.WithLabelValues(t)
 		for _, o := range []string{OutcomeValid, OutcomeInvalid, OutcomeDuplicate} {
 			m.Messages.WithLabelValues(t, o)
 		}
@@ -97,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Messages, m.DeadLetters, m.DLQWrites, m.DLQFailures, m.BatchRows, m.InsertDuration, m.InsertErrors,
-			m.Retries, m.Commits, m.CommitErrors, m.LastEventTime, m.LastIngestTime, m.ConsumerLag)
+			m.Retries, m.Commits, m.CommitErrors, m.CommitsSkipped, m.Rebalances, m.Assigned, m.LastEventTime, m.LastIngestTime, m.ConsumerLag)
 	}
 	return m
 }

@@ -444,7 +444,11 @@ func buildIngest(ctx context.Context, p *process) (func(context.Context) error, 
 				log.Warn("cannot make sure the dead-letter topics exist; dead letters may only reach ClickHouse dead_letters", "err", err)
 			}
 		}
-		src := ingest.NewKafkaSource(cfg.Kafka.Brokers, cfg.Kafka.Topics, cfg.Ingest.GroupID, cfg.Ingest.SessionTimeout, sec, log)
+		src, err := ingest.NewKafkaSource(ingest.SourceConfig{Brokers: cfg.Kafka.Brokers, Topics: cfg.Kafka.Topics, GroupID: cfg.Ingest.GroupID,
+			SessionTimeout: cfg.Ingest.SessionTimeout, Security: sec, Logger: log, Metrics: metrics})
+		if err != nil {
+			return err
+		}
 		in, err := ingest.New(cfg.Ingest, src, w, pub, dec, metrics, log)
 		if err != nil {
 			src.Close()

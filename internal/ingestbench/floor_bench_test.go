@@ -20,7 +20,7 @@ import (
 //
 //   - conn: kafka-go's lowest-level reader (a Conn per partition, ReadBatch
 //     and ReadMessage), no consumer group;
-//   - reader: the consumer-group Reader ingest uses (FetchMessage, no commit);
+//   - reader: the consumer-group source ingest uses (Fetch, no commit);
 //   - reader+decode: that and the event decoder, the least ingest can do.
 //
 // Together with the server's own cost of storing the stream, this is what
@@ -79,7 +79,11 @@ func BenchmarkKafkaClientFloor(b *testing.B) {
 	})
 	group := func(b *testing.B, i int, each func(kafka.Message)) int {
 		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		r := ingest.NewKafkaSource([]string{f.broker}, topics, b.Name()+"-"+time.Now().Format("150405.000000"), ingest.Default().SessionTimeout, nil, log)
+		r, err := ingest.NewKafkaSource(ingest.SourceConfig{Brokers: []string{f.broker}, Topics: topics,
+			GroupID: b.Name() + "-" + time.Now().Format("150405.000000"), SessionTimeout: ingest.Default().SessionTimeout, Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
 		defer r.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
@@ -87,7 +91,7 @@ func BenchmarkKafkaClientFloor(b *testing.B) {
 			if n == total {
 				return n
 			}
-			m, err := r.FetchMessage(ctx)
+			m, _, err := r.Fetch(ctx)
 			if err != nil {
 				b.Fatalf("after %d messages: %v", n, err)
 			}

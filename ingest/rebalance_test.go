@@ -1,0 +1,145 @@
+package ingest_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/kpibridge/kpibridge/ingest"
+	"github.com/kpibridge/kpibridge/internal/testenv"
+)
+
+// heldWriter stores like the real writer, but once held it blocks every
+// events insert until released: a member whose batches are still being
+// stored when the group rebalances.
+type heldWriter struct {
+	ingest.Writer
+	mu      sync.Mutex
+	hold    chan struct{} // nil: not held
+	blocked chan struct{} // closed when an insert first waits on hold
+	once    sync.Once
+}
+
+func (w *heldWriter) InsertEvents(ctx context.Context, rows []ingest.Row) error {
+	w.mu.Lock()
+	hold := w.hold
+	w.mu.Unlock()
+	if hold != nil {
+		w.once.Do(func() { close(w.blocked) })
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return w.Writer.InsertEvents(ctx, rows)
+}
+
+// A member that lost partitions in a rebalance while its batches were
+// still being stored must not commit those batches' offsets: the
+// partitions' new owner has read and committed past them, and a commit
+// behind it would move the group's offsets back (lag reads high, and the
+// group never reaches the end if nothing more arrives). Re-reading its own
+// partitions after the rebalance is a re-delivery, not a re-send: no
+// message may be counted in duplicates.
+func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
+	const partitions, perPartition = 4, 1500
+	e := setup(t, partitions)
+	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	var msgs []kafka.Message
+	for i := range partitions * perPartition {
+		msgs = append(msgs, orderMsg(fmt.Sprintf("r%05d", i), base.Add(time.Duration(i)*time.Second)))
+	}
+	testenv.Produce(t, e.addr, msgs...)
+	end := testenv.EndOffsets(t, e.addr, topic)
+
+	// Commits are watched all along: no partition's may ever go back.
+	stopWatch := make(chan struct{})
+	watchDone := make(chan []string)
+	go func() {
+		var back []string
+		last := map[int]int64{}
+		for {
+			select {
+			case <-stopWatch:
+				watchDone <- back
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for p, off := range testenv.CommittedOffsets(t, e.addr, "test-ingest", topic) {
+				if off < last[p] {
+					back = append(back, fmt.Sprintf("partition %d: %d after %d", p, off, last[p]))
+				}
+				last[p] = max(last[p], off)
+			}
+		}
+	}()
+
+	cfg := testConfig()
+	cfg.Batch.MaxRows = 300
+	cfg.SessionTimeout = 6 * time.Second
+	held := &heldWriter{Writer: ingest.NewClickHouseWriter(e.conn, cfg.DLQ.MaxPayloadBytes), blocked: make(chan struct{})}
+	a := e.startWriter(cfg, held, decoder(t))
+	// A stores and commits a little, then holds batches of every partition.
+	for deadline := time.Now().Add(30 * time.Second); len(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first member committed nothing in 30 s")
+		}
+	}
+	release := make(chan struct{})
+	held.mu.Lock()
+	held.hold = release
+	held.mu.Unlock()
+	select {
+	case <-held.blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first member stored no batch after being held")
+	}
+
+	// B joins, takes half the partitions and reads them to the end.
+	b := e.start(cfg, nil)
+	done := func(off map[int]int64) (n int) {
+		for p, o := range off {
+			if o == end[p] {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(60 * time.Second); done(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the second member committed no partition to its end in 60 s: committed %v, end %v",
+				testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic), end)
+		}
+	}
+	// A's held batches, fetched before the rebalance, are stored now.
+	close(release)
+
+	e.waitCount(60*time.Second, partitions*perPartition, distinctEvents)
+	var got map[int]int64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic); done(got) == partitions {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, end %v: the group's commits stay short of the end", got, end)
+		}
+	}
+	close(stopWatch)
+	if back := <-watchDone; len(back) > 0 {
+		t.Errorf("committed offsets went back: %v", back)
+	}
+	if n := testutil.ToFloat64(a.metrics.CommitsSkipped); n == 0 {
+		t.Error("kpibridge_ingest_offset_commits_skipped_total = 0: the held batches of the first generation were committed")
+	}
+	if n := e.count("SELECT count() FROM duplicates FINAL"); n != 0 {
+		t.Errorf("%d messages re-read after the rebalance were counted as duplicates; no event was re-sent", n)
+	}
+	a.stop(t)
+	b.stop(t)
+}
