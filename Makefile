@@ -19,7 +19,7 @@ build: ## Build bin/kpibridge.
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags chdb ./store/
-	$(GO) vet -tags cluster ./internal/clustertest/
+	$(GO) vet -tags cluster ./internal/clustertest/ ./transform/
 
 test: deps ## Unit + integration tests against a private ClickHouse server and the embedded broker, then chDB conformance.
 	scripts/test.sh

@@ -15,27 +15,29 @@ import (
 
 // Customer is one customer's 360: identity keys, profile, value, and recent events.
 type Customer struct {
-	CustomerID          string          `json:"customer_id"`
-	Keys                []string        `json:"identity_keys"`
-	CRMContactID        string          `json:"crm_contact_id"`
-	Segment             string          `json:"segment"`
-	Country             string          `json:"country"`
-	AcquisitionChannel  string          `json:"acquisition_channel"`
-	AcquisitionCampaign string          `json:"acquisition_campaign"`
-	AcquisitionClass    string          `json:"acquisition_class"`
-	LeadChannel         string          `json:"lead_channel"`
-	LeadCampaign        string          `json:"lead_campaign"`
-	LeadClass           string          `json:"lead_class"`
-	Stage               string          `json:"stage"`
-	Orders              uint32          `json:"orders"`
-	Revenue             float64         `json:"revenue"`
-	OrderChannels       []string        `json:"order_channels"`
-	Channels            []string        `json:"channels"`
-	Campaigns           []string        `json:"campaigns"`
-	Churned             bool            `json:"churned"`
-	FirstSeen           time.Time       `json:"first_seen"`
-	LastSeen            time.Time       `json:"last_seen"`
-	Timeline            []TimelineEvent `json:"timeline"`
+	CustomerID          string    `json:"customer_id"`
+	Keys                []string  `json:"identity_keys"`
+	CRMContactID        string    `json:"crm_contact_id"`
+	Segment             string    `json:"segment"`
+	Country             string    `json:"country"`
+	AcquisitionChannel  string    `json:"acquisition_channel"`
+	AcquisitionCampaign string    `json:"acquisition_campaign"`
+	AcquisitionClass    string    `json:"acquisition_class"`
+	LeadChannel         string    `json:"lead_channel"`
+	LeadCampaign        string    `json:"lead_campaign"`
+	LeadClass           string    `json:"lead_class"`
+	Stage               string    `json:"stage"`
+	Orders              uint32    `json:"orders"`
+	Revenue             float64   `json:"revenue"`
+	OrderChannels       []string  `json:"order_channels"`
+	Channels            []string  `json:"channels"`
+	Campaigns           []string  `json:"campaigns"`
+	Churned             bool      `json:"churned"`
+	FirstSeen           time.Time `json:"first_seen"`
+	LastSeen            time.Time `json:"last_seen"`
+	// Timeline is oldest first; events of the same instant in event_id
+	// order, so every run and every node of a cluster print it alike.
+	Timeline []TimelineEvent `json:"timeline"`
 }
 
 // TimelineEvent is one event of a customer's timeline.
@@ -91,7 +93,7 @@ FROM customers FINAL WHERE customer_id = ? AND merged_into = ''`, c.CustomerID).
 	rows, err := conn.Query(ctx, `SELECT occurred_at, type, source, amount, currency, channel, campaign_id, stage, outcome, order_channel, platform, entity_id
 FROM (SELECT *, `+catalog.IdentifierExpr+` AS identifier FROM events LIMIT 1 BY event_id)
 WHERE identifier IN (`+strings.Join(ph, ", ")+`)
-ORDER BY occurred_at DESC LIMIT ?`, args...)
+ORDER BY occurred_at DESC, event_id DESC LIMIT ?`, args...)
 	if err != nil {
 		return c, fmt.Errorf("timeline of %s: %w", c.CustomerID, err)
 	}

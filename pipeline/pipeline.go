@@ -476,7 +476,7 @@ func openStore(ctx context.Context, cfg config.Config, getenv func(string) strin
 	if err != nil {
 		return nil, target, err
 	}
-	if err := store.CheckSchema(ctx, conn, target.Database); err != nil {
+	if err := store.CheckSchema(ctx, conn, target); err != nil {
 		conn.Close()
 		return nil, target, err
 	}

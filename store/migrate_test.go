@@ -114,6 +114,17 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	if int(recorded) != len(ms) {
 		t.Errorf("schema_migrations has %d rows, want %d", recorded, len(ms))
 	}
+	if err := store.CheckSchema(ctx, conn, target); err != nil {
+		t.Errorf("CheckSchema after migrate: %v", err)
+	}
+	// The same schema taken for a cluster's is refused, with what to do.
+	onCluster, err := target.WithCluster("kpibridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckSchema(ctx, conn, onCluster); err == nil || !strings.Contains(err.Error(), "was migrated for one server") || !strings.Contains(err.Error(), "unset clickhouse.cluster") {
+		t.Errorf("CheckSchema of a one-server schema with clickhouse.cluster set: %v", err)
+	}
 }
 
 func TestMigrateFailureNamesFileAndServerError(t *testing.T) {

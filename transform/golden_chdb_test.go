@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/internal/chdbtest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
@@ -46,18 +45,4 @@ func TestGoldenOnChDB(t *testing.T) {
 			checkGolden(t, chdbtest.Querier{S: s}, cat, settings.wants, settings.name == "first_touch_30d")
 		})
 	}
-}
-
-// goldenCatalog is the default catalog under another attribution model and lookback.
-func goldenCatalog(t *testing.T, model, lookback string) *catalog.Catalog {
-	t.Helper()
-	c, err := catalog.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Settings.Attribution.Model = model
-	if c.Settings.Attribution.Lookback, err = catalog.ParseWindow(lookback); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }

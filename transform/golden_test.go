@@ -50,7 +50,6 @@ import (
 	"context"
 	"math"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -345,12 +344,7 @@ func TestGoldenDefaultCatalog(t *testing.T) {
 
 	// The attribution settings are the catalog's: another model and
 	// lookback recompute every customer 360, with no new event.
-	y := strings.Replace(string(catalog.DefaultYAML()), "model: first_touch", "model: last_touch", 1)
-	y = strings.Replace(y, "lookback: 30d", "lookback: 90d", 1)
-	lastTouch, err := catalog.Parse("last-touch kpis.yaml", []byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
+	lastTouch := goldenCatalog(t, "last_touch", "90d")
 	r = resolver()
 	r.Settings = lastTouch.Settings
 	if st, err := r.Update(ctx); err != nil || !st.FullRebuld {
@@ -436,4 +430,18 @@ func countCustomers(t *testing.T, conn store.Conn) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// goldenCatalog is the default catalog under another attribution model and lookback.
+func goldenCatalog(t *testing.T, model, lookback string) *catalog.Catalog {
+	t.Helper()
+	c, err := catalog.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Settings.Attribution.Model = model
+	if c.Settings.Attribution.Lookback, err = catalog.ParseWindow(lookback); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -185,7 +185,14 @@ func (a *app) openStore(ctx context.Context, cfg config.Config) (store.Conn, err
 	if err != nil && a.clickhouse == "" && a.getenv("KPIBRIDGE_CLICKHOUSE_DSN") == "" && a.configFile == "" {
 		return nil, fmt.Errorf("%w\nno ClickHouse was given, so the default was tried: pass --clickhouse clickhouse://host:port/database, or set KPIBRIDGE_CLICKHOUSE_DSN (or clickhouse.dsn in --config.file)", err)
 	}
-	return conn, err
+	if err != nil {
+		return nil, err
+	}
+	if err := store.CheckSchema(ctx, conn, target); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }
 
 func (a *app) logger() *slog.Logger {

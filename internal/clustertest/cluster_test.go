@@ -99,7 +99,7 @@ func checkLayout(t *testing.T, c *clustertest.Cluster, target store.Target) {
 		} else if fmt.Sprint(got) != fmt.Sprint(first) {
 			t.Errorf("node %d's schema differs from node 1's:\n%v\nnode 1:\n%v", i+1, got, first)
 		}
-		if err := store.CheckSchema(context.Background(), conn, target.Database); err != nil {
+		if err := store.CheckSchema(context.Background(), conn, target); err != nil {
 			t.Errorf("node %d: %v", i+1, err)
 		}
 	}
@@ -191,6 +191,27 @@ func TestClusterMigrate(t *testing.T) {
 	}
 	if _, err := store.Migrate(ctx, single, nil); err == nil || !strings.Contains(err.Error(), "was migrated for a cluster") {
 		t.Errorf("migrating a cluster database without the cluster: %v", err)
+	}
+	// Nor is it used without clickhouse.cluster: inserts would not wait for
+	// the shards, deletions would reach one node. Every command refuses.
+	if err := store.CheckSchema(ctx, conn, single); err == nil || !strings.Contains(err.Error(), "clickhouse.cluster is not set") {
+		t.Errorf("CheckSchema of a cluster database without the cluster: %v", err)
+	}
+	wrong, err := target.WithCluster("elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckSchema(ctx, conn, wrong); err == nil || !strings.Contains(err.Error(), "set clickhouse.cluster: "+c.Name) {
+		t.Errorf("CheckSchema of a cluster database with another cluster's name: %v", err)
+	}
+	for _, args := range [][]string{
+		{"run", "--role", "transform", "--web.listen-address", testenv.FreeAddr(t)},
+		{"customer", "c-1"},
+	} {
+		out, err := exec.Command(bin, append(args, "--clickhouse", target.DSN)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "set clickhouse.cluster: "+c.Name) {
+			t.Errorf("kpibridge %s on a cluster database without clickhouse.cluster: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
 
