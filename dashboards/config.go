@@ -66,6 +66,11 @@ type PipelineAlerts struct {
 	EvaluationErrorsFor catalog.Duration `yaml:"evaluation_errors_for"`
 	// NotReadyFor: a process not ready (or not scraped) this long fires.
 	NotReadyFor catalog.Duration `yaml:"not_ready_for"`
+	// Rebalances: an ingest process that joined more than this many
+	// consumer-group generations in 15 minutes, for RebalancesFor, fires:
+	// members keep coming and going, and each rebalance pauses the group.
+	Rebalances    int              `yaml:"rebalances"`
+	RebalancesFor catalog.Duration `yaml:"rebalances_for"`
 }
 
 // Routes are the Alertmanager routes: one per owner team, and wins.
@@ -84,6 +89,7 @@ func DefaultConfig() Config {
 			SourceSilentFor:     catalog.Duration(time.Hour),
 			EvaluationErrorsFor: catalog.Duration(15 * time.Minute),
 			NotReadyFor:         catalog.Duration(5 * time.Minute),
+			Rebalances:          4, RebalancesFor: catalog.Duration(15 * time.Minute),
 		},
 		WinWindow: catalog.Duration(24 * time.Hour),
 		Receivers: map[string]string{},
@@ -132,12 +138,15 @@ func (c Config) Validate() error {
 	if c.Pipeline.LagMessages < 1 {
 		bad("pipeline.lag_messages", "must be >= 1, got %d", c.Pipeline.LagMessages)
 	}
+	if c.Pipeline.Rebalances < 1 {
+		bad("pipeline.rebalances", "must be >= 1, got %d", c.Pipeline.Rebalances)
+	}
 	if r := c.Pipeline.DeadLetterRatio; !(r > 0 && r < 1) {
 		bad("pipeline.dead_letter_ratio", "want a share between 0 and 1, got %v", r)
 	}
 	for field, d := range map[string]catalog.Duration{"pipeline.lag_for": c.Pipeline.LagFor, "pipeline.dead_letter_for": c.Pipeline.DeadLetterFor,
 		"pipeline.source_silent_for": c.Pipeline.SourceSilentFor, "pipeline.evaluation_errors_for": c.Pipeline.EvaluationErrorsFor,
-		"pipeline.not_ready_for": c.Pipeline.NotReadyFor, "win_window": c.WinWindow} {
+		"pipeline.not_ready_for": c.Pipeline.NotReadyFor, "pipeline.rebalances_for": c.Pipeline.RebalancesFor, "win_window": c.WinWindow} {
 		if time.Duration(d) < time.Minute {
 			bad(field, "want a duration of at least 1m, got %s", time.Duration(d))
 		}

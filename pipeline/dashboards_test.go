@@ -196,6 +196,19 @@ func TestEveryDashboardPanelReturnsData(t *testing.T) {
 	t.Run("metric_names_exist", func(t *testing.T) {
 		checkMetricNames(t, panels, ruleFiles, exposedFamilies(t, exporterAddr))
 	})
+	// Every family kpibridge exposes is in the metrics reference.
+	t.Run("metrics_documented", func(t *testing.T) {
+		doc, err := os.ReadFile("../docs/METRICS.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range exposedFamilies(t, exporterAddr) {
+			if strings.HasPrefix(name, "kpibridge_") && !strings.HasSuffix(name, "_bucket") && !strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") &&
+				!strings.Contains(string(doc), "`"+name+"`") && !strings.Contains(string(doc), "`"+name+"{") {
+				t.Errorf("%s is exposed on /metrics but not documented in docs/METRICS.md", name)
+			}
+		}
+	})
 	t.Run("promql_panels_return_data", func(t *testing.T) {
 		checkPromQLPanels(t, promAddr, panels)
 	})
