@@ -284,6 +284,11 @@ func (s *KafkaSource) Close() error {
 	err := s.cg.Close()
 	s.cancel()
 	<-s.done
+	if s.cfg.Metrics != nil {
+		for _, t := range s.cfg.Topics {
+			s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
+		}
+	}
 	return err
 }
 

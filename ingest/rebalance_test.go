@@ -140,6 +140,14 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 	if n := e.count("SELECT count() FROM duplicates FINAL"); n != 0 {
 		t.Errorf("%d messages re-read after the rebalance were counted as duplicates; no event was re-sent", n)
 	}
+	held1 := testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic))
+	held2 := testutil.ToFloat64(b.metrics.Assigned.WithLabelValues(topic))
+	if held1+held2 != partitions || held1 == 0 || held2 == 0 {
+		t.Errorf("kpibridge_ingest_assigned_partitions: %v and %v, want the %d partitions shared", held1, held2, partitions)
+	}
 	a.stop(t)
+	if held := testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic)); held != 0 {
+		t.Errorf("kpibridge_ingest_assigned_partitions = %v after leaving the group, want 0", held)
+	}
 	b.stop(t)
 }
