@@ -29,6 +29,8 @@ pidfile=$dir/clickhouse.pid
 
 log() { echo "clickhouse.sh: $*" >&2; }
 
+. "$root/scripts/clickhouse-config.sh"
+
 client() { clickhouse-client --host 127.0.0.1 --port "$port" "$@"; }
 
 answers() { client --query 'SELECT 1' >/dev/null 2>&1; }
@@ -64,22 +66,9 @@ write_tls() {
 }
 
 write_config() {
-	mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/log" "$dir/format_schemas"
+	mkdir -p "$dir/log"
 	write_tls
-	cat >"$dir/config.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>warning</level>
-        <log>$dir/log/clickhouse-server.log</log>
-        <errorlog>$dir/log/clickhouse-server.err.log</errorlog>
-        <size>100M</size>
-        <count>2</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>$port</tcp_port>
-    <http_port>$http_port</http_port>
-    <tcp_port_secure>$tls_port</tcp_port_secure>
+	write_server_config "$dir" "$port" "$http_port" 268435456 "    <tcp_port_secure>$tls_port</tcp_port_secure>
     <openSSL>
         <server>
             <certificateFile>$tls/server.pem</certificateFile>
@@ -90,57 +79,15 @@ write_config() {
             <disableProtocols>sslv2,sslv3</disableProtocols>
             <preferServerCiphers>true</preferServerCiphers>
         </server>
-    </openSSL>
-    <max_connections>256</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>64</max_concurrent_queries>
-    <uncompressed_cache_size>268435456</uncompressed_cache_size>
-    <mark_cache_size>268435456</mark_cache_size>
-    <path>$dir/data/</path>
-    <tmp_path>$dir/tmp/</tmp_path>
-    <user_files_path>$dir/user_files/</user_files_path>
-    <format_schema_path>$dir/format_schemas/</format_schema_path>
-    <users_config>$dir/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mlock_executable>false</mlock_executable>
-    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-    <max_session_timeout>3600</max_session_timeout>
-    <default_session_timeout>60</default_session_timeout>
-    <merge_tree>
-        <parts_to_delay_insert>600</parts_to_delay_insert>
-        <parts_to_throw_insert>1200</parts_to_throw_insert>
-    </merge_tree>
-</yandex>
-EOF
-	cat >"$dir/users.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>4000000000</max_memory_usage>
+    </openSSL>"
+	write_users_config "$dir" "            <max_memory_usage>4000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
-            <load_balancing>random</load_balancing>
-        </default>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-        <kpibridge_test>
+            <load_balancing>random</load_balancing>" "" "        <kpibridge_test>
             <password>$(cat "$tls/kpibridge_test.password")</password>
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
             <profile>default</profile>
             <quota>default</quota>
-        </kpibridge_test>
-    </users>
-    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-EOF
+        </kpibridge_test>"
 }
 
 start() {

@@ -34,6 +34,8 @@ zk=$dir/zookeeper
 
 log() { echo "cluster.sh: $*" >&2; }
 
+. "$root/scripts/clickhouse-config.sh"
+
 port() { echo $((port_base + $1)); }
 shard() { echo $((($1 + 1) / 2)); }
 
@@ -113,39 +115,8 @@ remote_servers() {
 
 write_config() { # write_config N
 	local n=$1 d=$dir/node$1
-	mkdir -p "$d/data" "$d/tmp" "$d/user_files" "$d/log" "$d/format_schemas"
-	cat >"$d/config.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-    <logger>
-        <level>warning</level>
-        <log>$d/log/clickhouse-server.log</log>
-        <errorlog>$d/log/clickhouse-server.err.log</errorlog>
-        <size>50M</size>
-        <count>2</count>
-    </logger>
-    <listen_host>127.0.0.1</listen_host>
-    <tcp_port>$(port "$n")</tcp_port>
-    <http_port>$((http_base + n))</http_port>
-    <interserver_http_host>127.0.0.1</interserver_http_host>
+	write_server_config "$d" "$(port "$n")" $((http_base + n)) 33554432 "    <interserver_http_host>127.0.0.1</interserver_http_host>
     <interserver_http_port>$((interserver_base + n))</interserver_http_port>
-    <max_connections>256</max_connections>
-    <keep_alive_timeout>3</keep_alive_timeout>
-    <max_concurrent_queries>64</max_concurrent_queries>
-    <uncompressed_cache_size>33554432</uncompressed_cache_size>
-    <mark_cache_size>33554432</mark_cache_size>
-    <path>$d/data/</path>
-    <tmp_path>$d/tmp/</tmp_path>
-    <user_files_path>$d/user_files/</user_files_path>
-    <format_schema_path>$d/format_schemas/</format_schema_path>
-    <users_config>$d/users.xml</users_config>
-    <default_profile>default</default_profile>
-    <default_database>default</default_database>
-    <timezone>UTC</timezone>
-    <mlock_executable>false</mlock_executable>
-    <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
-    <max_session_timeout>3600</max_session_timeout>
-    <default_session_timeout>60</default_session_timeout>
 $(remote_servers)
     <zookeeper>
         <node><host>127.0.0.1</host><port>$zk_port</port></node>
@@ -158,51 +129,25 @@ $(remote_servers)
     </macros>
     <distributed_ddl>
         <path>/clickhouse/$cluster/task_queue/ddl</path>
-    </distributed_ddl>
-    <merge_tree>
-        <parts_to_delay_insert>600</parts_to_delay_insert>
-        <parts_to_throw_insert>1200</parts_to_throw_insert>
-    </merge_tree>
-</yandex>
-EOF
-	cat >"$d/users.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-    <profiles>
-        <default>
-            <max_memory_usage>2000000000</max_memory_usage>
+    </distributed_ddl>"
+	write_users_config "$d" "            <max_memory_usage>2000000000</max_memory_usage>
             <use_uncompressed_cache>0</use_uncompressed_cache>
             <load_balancing>in_order</load_balancing>
             <background_pool_size>4</background_pool_size>
             <background_schedule_pool_size>4</background_schedule_pool_size>
             <max_threads>2</max_threads>
-            <distributed_ddl_task_timeout>60</distributed_ddl_task_timeout>
-        </default>
-        <!-- For the test of a node that does not answer an ON CLUSTER
+            <distributed_ddl_task_timeout>60</distributed_ddl_task_timeout>" "        <!-- For the test of a node that does not answer an ON CLUSTER
              statement: clickhouse-go cannot set this signed setting on 18.16. -->
         <impatient>
             <max_memory_usage>2000000000</max_memory_usage>
             <load_balancing>in_order</load_balancing>
             <distributed_ddl_task_timeout>5</distributed_ddl_task_timeout>
-        </impatient>
-    </profiles>
-    <users>
-        <default>
-            <password></password>
-            <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
-        <impatient>
+        </impatient>" "        <impatient>
             <password></password>
             <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
             <profile>impatient</profile>
             <quota>default</quota>
-        </impatient>
-    </users>
-    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
-</yandex>
-EOF
+        </impatient>"
 }
 
 start_node() { # start_node N: starts it without waiting
