@@ -2,10 +2,18 @@ package ingest
 
 import "hash/maphash"
 
-// seenSet remembers the last window event_ids (FIFO) as 128-bit hashes, so
+// seenSet remembers the last window event_ids (FIFO) as 96-bit hashes, so
 // that a re-sent event can be counted and not written again. Two independent
-// 64-bit hashes make a false "seen" — which would drop a valid event — about
-// as likely as a hardware fault (~1e-27 per lookup at a window of 1 M).
+// hashes (64 and 32 bits) make a false "seen" — which would drop a valid
+// event — about as likely as a hardware fault (~1e-23 per lookup at a
+// window of 1 M).
+//
+// With each id it keeps a 32-bit hash of where it was first read (topic,
+// partition, offset), so that a message read again at the same place —
+// after a rebalance gave its partition back from the last commit — is told
+// from a re-send: it is a re-delivery of what this process stored already.
+// (A re-send whose place hashes alike is taken for a re-delivery and not
+// counted as a duplicate, odds 2^-32 per re-send; the event is stored anyway.)
 //
 // It is an open-addressing table with linear probing and backward-shift
 // deletion, sized to at most half full, plus a ring that says which id to
@@ -24,8 +32,15 @@ type seenSet struct {
 	mask   uint64
 }
 
-// seenKey is a 128-bit hash of an event_id; b is never 0, so a used slot is never the zero key.
-type seenKey struct{ a, b uint64 }
+// seenKey is a 96-bit hash of an event_id (a, b) and of where it was first
+// read (at); b is never 0, so a used slot is never the zero key.
+type seenKey struct {
+	a     uint64
+	b, at uint32
+}
+
+// same reports whether k and o are the same event_id.
+func (k seenKey) same(o seenKey) bool { return k.a == o.a && k.b == o.b }
 
 func newSeenSet(window int) *seenSet {
 	if window <= 0 {
@@ -39,15 +54,17 @@ func newSeenSet(window int) *seenSet {
 		slots: make([]seenKey, size), mask: uint64(size - 1)}
 }
 
-// add records id and reports whether it was already remembered. A nil set remembers nothing.
-func (s *seenSet) add(id string) (seen bool) {
+// add records id, first read at place at, and reports whether it was
+// already remembered, and if so whether at the same place. A nil set
+// remembers nothing.
+func (s *seenSet) add(id string, at uint32) (seen, samePlace bool) {
 	if s == nil {
-		return false
+		return false, false
 	}
-	k := seenKey{maphash.String(s.s1, id), maphash.String(s.s2, id) | 1}
+	k := seenKey{a: maphash.String(s.s1, id), b: uint32(maphash.String(s.s2, id)) | 1, at: at}
 	i, found := s.find(k)
 	if found {
-		return true
+		return true, s.slots[i].at == at
 	}
 	if s.full {
 		s.forget(s.ring[s.next])
@@ -59,16 +76,16 @@ func (s *seenSet) add(id string) (seen bool) {
 	if s.next == len(s.ring) {
 		s.next, s.full = 0, true
 	}
-	return false
+	return false, false
 }
 
 // find returns the slot holding k, or the empty slot where k belongs.
 func (s *seenSet) find(k seenKey) (slot uint64, found bool) {
 	for i := k.a & s.mask; ; i = (i + 1) & s.mask {
-		switch s.slots[i] {
-		case k:
+		switch {
+		case s.slots[i].same(k):
 			return i, true
-		case seenKey{}:
+		case s.slots[i] == seenKey{}:
 			return i, false
 		}
 	}

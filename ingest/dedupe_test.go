@@ -7,9 +7,10 @@ import (
 )
 
 // TestSeenSetMatchesFIFOModel checks the table against the obvious model —
-// a map plus a FIFO queue of the last window ids — over long random streams
-// with many repeats, including windows so small that probe runs wrap around
-// the table and every add evicts.
+// a map of each id's first place plus a FIFO queue of the last window ids —
+// over long random streams with many repeats, at the same place and
+// elsewhere, including windows so small that probe runs wrap around the
+// table and every add evicts.
 func TestSeenSetMatchesFIFOModel(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -28,25 +29,29 @@ func TestSeenSetMatchesFIFOModel(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newSeenSet(tt.window)
-			model := map[string]bool{}
+			model := map[string]uint32{} // id → where it was first read
 			var fifo []string
 			rng := rand.New(rand.NewPCG(uint64(tt.window), uint64(tt.universe)))
-			seen := 0
+			seen, again := 0, 0
 			for n := range tt.adds {
 				id := fmt.Sprintf("evt-%d", rng.IntN(tt.universe))
-				want := model[id]
+				place := uint32(rng.IntN(3))
+				first, want := model[id]
+				wantAgain := want && first == place
 				if !want {
-					model[id] = true
+					model[id] = place
 					fifo = append(fifo, id)
 					if len(fifo) > tt.window {
 						delete(model, fifo[0])
 						fifo = fifo[1:]
 					}
+				} else if wantAgain {
+					again++
 				} else {
 					seen++
 				}
-				if got := s.add(id); got != want {
-					t.Fatalf("add #%d (%s) = %v, want %v", n, id, got, want)
+				if got, gotAgain := s.add(id, place); got != want || gotAgain != wantAgain {
+					t.Fatalf("add #%d (%s at %d) = %v, %v; want %v, %v", n, id, place, got, gotAgain, want, wantAgain)
 				}
 			}
 			used := 0
@@ -58,8 +63,8 @@ func TestSeenSetMatchesFIFOModel(t *testing.T) {
 			if used != len(model) {
 				t.Errorf("table holds %d ids, want %d (the last window of distinct ids)", used, len(model))
 			}
-			if seen == 0 || seen == tt.adds {
-				t.Errorf("stream had %d repeats of %d adds; the case does not exercise both paths", seen, tt.adds)
+			if seen == 0 || again == 0 || seen+again == tt.adds {
+				t.Errorf("stream had %d repeats elsewhere and %d at the same place of %d adds; the case does not exercise every path", seen, again, tt.adds)
 			}
 		})
 	}
@@ -68,7 +73,7 @@ func TestSeenSetMatchesFIFOModel(t *testing.T) {
 func TestSeenSetDisabled(t *testing.T) {
 	var s *seenSet = newSeenSet(0)
 	for range 3 {
-		if s.add("same") {
+		if seen, _ := s.add("same", 1); seen {
 			t.Fatal("a disabled dedupe window reported a duplicate")
 		}
 	}
@@ -83,10 +88,10 @@ func BenchmarkSeenSetAdd(b *testing.B) {
 		ids[i] = fmt.Sprintf("evt_%016x", rand.Uint64())
 	}
 	for _, id := range ids[:Default().Dedupe.Window] {
-		s.add(id)
+		s.add(id, 0)
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		s.add(ids[i&(len(ids)-1)])
+		s.add(ids[i&(len(ids)-1)], uint32(i))
 	}
 }

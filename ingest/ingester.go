@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -74,8 +75,6 @@ type Ingester struct {
 	m    *Metrics
 	log  *slog.Logger
 	seen *seenSet // used by the fetching stage only
-	// read is the highest offset read of each partition; fetching stage only.
-	read map[topicPartition]int64
 	// fetchLog writes a failing fetch once a minute, with a count.
 	fetchLog *lograte.Limiter
 	newest   map[string]time.Time // newest stored occurred_at by source; storing stage only
@@ -123,20 +122,26 @@ func New(cfg Config, src Source, w Writer, dlq Publisher, dec Decoder, m *Metric
 	if src == nil || w == nil || dec == nil || m == nil || logger == nil {
 		return nil, errors.New("ingest.New: source, writer, decoder, metrics and logger are required")
 	}
-	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), read: map[topicPartition]int64{}, newest: map[string]time.Time{},
+	return &Ingester{cfg: cfg, src: src, w: w, dlq: dlq, dec: dec, m: m, log: logger, seen: newSeenSet(cfg.Dedupe.Window), newest: map[string]time.Time{},
 		fetchLog: lograte.New(logger, time.Minute), problems: map[string]string{}}, nil
 }
+
+// topicSeed hashes topic names for partitionSpan.place.
+var topicSeed = maphash.MakeSeed()
 
 // partitionSpan is what a batch holds of one partition from one group generation.
 type partitionSpan struct {
 	topicPartition
-	gen         int32
-	first, last int64 // offsets
-	// readUpTo is the highest offset of the partition this process had
-	// read before the span began (-1: none). A message at or below it is
-	// read again after a rebalance — a re-delivery, not a re-send.
-	readUpTo              int64
+	gen                   int32
+	first, last           int64  // offsets
+	topicHash             uint64 // of topic, for place
 	valid, invalid, dupes int
+}
+
+// place is a 32-bit hash of where the message at offset is: the dedupe
+// memory tells a re-delivery (read again at the same place) from a re-send.
+func (s *partitionSpan) place(offset int64) uint32 {
+	return uint32((s.topicHash ^ uint64(s.partition)<<48 ^ uint64(offset)) * 0x9E3779B97F4A7C15 >> 32)
 }
 
 type topicPartition struct {
@@ -189,17 +194,8 @@ func (in *Ingester) span(b *batch, m *kafka.Message, gen int32) *partitionSpan {
 			return s
 		}
 	}
-	tp := topicPartition{m.Topic, m.Partition}
-	upTo, ok := in.read[tp]
-	if !ok {
-		upTo = -1
-	}
-	for _, s := range b.spans { // the partition from an earlier generation
-		if s.topicPartition == tp {
-			upTo = max(upTo, s.last)
-		}
-	}
-	b.spans = append(b.spans, partitionSpan{topicPartition: tp, gen: gen, first: m.Offset, last: m.Offset, readUpTo: upTo})
+	b.spans = append(b.spans, partitionSpan{topicPartition: topicPartition{m.Topic, m.Partition}, gen: gen, first: m.Offset, last: m.Offset,
+		topicHash: maphash.String(topicSeed, m.Topic)})
 	b.cur = len(b.spans) - 1
 	return &b.spans[b.cur]
 }
@@ -251,11 +247,6 @@ func (in *Ingester) Run(ctx context.Context) error {
 	handOver := func(b *batch) *batch {
 		if b.msgs == 0 {
 			return b
-		}
-		for _, s := range b.spans {
-			if last, ok := in.read[s.topicPartition]; !ok || s.last > last {
-				in.read[s.topicPartition] = s.last
-			}
 		}
 		select {
 		case full <- b:
@@ -366,10 +357,15 @@ func (in *Ingester) add(b *batch, m *kafka.Message, gen int32) {
 	if events.Correctable(ev.Type) {
 		key = ev.EventID + "\x00" + string(m.Value)
 	}
-	// A message read again after a rebalance is not a re-send: its first
-	// read is stored (as an event or a duplicate), and storing it again
-	// collapses with that.
-	if m.Offset > s.readUpTo && in.seen.add(key) {
+	seen, again := in.seen.add(key, s.place(m.Offset))
+	if again {
+		// Read again at the same place, from the last commit after a
+		// rebalance gave the partition back: its first read is stored (or
+		// being stored) already, as an event or a duplicate. Writing it
+		// again could put an old version after its correction.
+		return
+	}
+	if seen {
 		b.dups = append(b.dups, Duplicate{EventID: ev.EventID, Type: ev.Type, Source: ev.Source, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		s.dupes++
 		return
@@ -546,7 +542,7 @@ func (in *Ingester) commit(ctx context.Context, b *batch, where string) {
 		case errors.Is(err, ErrGenerationEnded):
 			in.m.CommitsSkipped.Inc()
 			in.log.Info("offsets fetched before a rebalance not committed; the partitions' owners read on from the last commit",
-				"offsets", where, "generation", gen)
+				"offsets", b.where(gen), "generation", gen)
 		default:
 			in.m.CommitErrors.Inc()
 			in.log.Warn("offset commit failed; the stored messages will be re-delivered and deduplicated", "offsets", where, "err", err)
@@ -593,9 +589,15 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// where says which offsets a batch holds, for logs: topic/partition:first-last, ….
-func (b *batch) where() string {
-	spans := append([]partitionSpan(nil), b.spans...)
+// where says which offsets a batch holds, for logs: topic/partition:first-last, …;
+// only those fetched in the given generations, if any are given.
+func (b *batch) where(gens ...int32) string {
+	var spans []partitionSpan
+	for _, s := range b.spans {
+		if len(gens) == 0 || slices.Contains(gens, s.gen) {
+			spans = append(spans, s)
+		}
+	}
 	sort.Slice(spans, func(i, j int) bool {
 		if spans[i].topic != spans[j].topic {
 			return spans[i].topic < spans[j].topic

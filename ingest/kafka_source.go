@@ -145,6 +145,9 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 			ids[i] = fmt.Sprint(p.ID)
 		}
 		sort.Strings(ids)
+		if len(ids) == 0 {
+			ids = []string{"none"}
+		}
 		assigned = append(assigned, topic+"/"+strings.Join(ids, ","))
 		n += len(parts)
 		if s.cfg.Metrics != nil {
@@ -164,14 +167,23 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 		for {
 			select {
 			case <-ctx.Done():
-				s.gen.CompareAndSwap(int64(gen.ID), -1)
+				if s.gen.CompareAndSwap(int64(gen.ID), -1) && s.cfg.Metrics != nil {
+					for _, t := range s.cfg.Topics {
+						s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
+					}
+				}
 				return
 			case req := <-s.commits:
-				if req.gen != gen.ID {
+				if req.gen != gen.ID || ctx.Err() != nil {
 					req.errc <- ErrGenerationEnded
 					continue
 				}
-				req.errc <- gen.CommitOffsets(req.offsets)
+				err := gen.CommitOffsets(req.offsets)
+				// The broker's word for the same: the group has moved on.
+				if errors.Is(err, kafka.IllegalGeneration) || errors.Is(err, kafka.UnknownMemberId) || errors.Is(err, kafka.RebalanceInProgress) {
+					err = fmt.Errorf("%w (%w)", ErrGenerationEnded, err)
+				}
+				req.errc <- err
 			}
 		}
 	})
