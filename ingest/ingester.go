@@ -131,7 +131,8 @@ var topicSeed = maphash.MakeSeed()
 
 // partitionSpan is what a batch holds of one partition from one group generation.
 type partitionSpan struct {
-	topicPartition
+	topic                 string
+	partition             int
 	gen                   int32
 	first, last           int64  // offsets
 	topicHash             uint64 // of topic, for place
@@ -142,11 +143,6 @@ type partitionSpan struct {
 // memory tells a re-delivery (read again at the same place) from a re-send.
 func (s *partitionSpan) place(offset int64) uint32 {
 	return uint32((s.topicHash ^ uint64(s.partition)<<48 ^ uint64(offset)) * 0x9E3779B97F4A7C15 >> 32)
-}
-
-type topicPartition struct {
-	topic     string
-	partition int
 }
 
 // sourceTime is the newest occurred_at of one source in a batch.
@@ -182,7 +178,7 @@ func (b *batch) reset() {
 }
 
 // span returns the batch's span of m's partition and generation, adding it if new.
-func (in *Ingester) span(b *batch, m *kafka.Message, gen int32) *partitionSpan {
+func (b *batch) span(m *kafka.Message, gen int32) *partitionSpan {
 	if b.cur < len(b.spans) {
 		if s := &b.spans[b.cur]; s.partition == m.Partition && s.gen == gen && s.topic == m.Topic {
 			return s
@@ -194,7 +190,7 @@ func (in *Ingester) span(b *batch, m *kafka.Message, gen int32) *partitionSpan {
 			return s
 		}
 	}
-	b.spans = append(b.spans, partitionSpan{topicPartition: topicPartition{m.Topic, m.Partition}, gen: gen, first: m.Offset, last: m.Offset,
+	b.spans = append(b.spans, partitionSpan{topic: m.Topic, partition: m.Partition, gen: gen, first: m.Offset, last: m.Offset,
 		topicHash: maphash.String(topicSeed, m.Topic)})
 	b.cur = len(b.spans) - 1
 	return &b.spans[b.cur]
@@ -324,7 +320,7 @@ func (in *Ingester) closeWith(err error) error {
 
 // add decodes one message of generation gen into the batch.
 func (in *Ingester) add(b *batch, m *kafka.Message, gen int32) {
-	s := in.span(b, m, gen)
+	s := b.span(m, gen)
 	s.last = m.Offset
 	b.msgs++
 	b.bytes += len(m.Key) + len(m.Value)
