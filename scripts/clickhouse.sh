@@ -29,7 +29,7 @@ pidfile=$dir/clickhouse.pid
 
 log() { echo "clickhouse.sh: $*" >&2; }
 
-. "$root/scripts/clickhouse-config.sh"
+. "$root/scripts/local-servers.sh"
 
 client() { clickhouse-client --host 127.0.0.1 --port "$port" "$@"; }
 
@@ -113,24 +113,7 @@ start() {
 	exit 1
 }
 
-stop() {
-	pid=""
-	[ -f "$pidfile" ] && pid=$(cat "$pidfile")
-	# A server of this directory started without a pid file (or by an older script).
-	[ -n "$pid" ] || pid=$(pgrep -f -- "--config-file=$dir/config.xml" | head -n 1 || true)
-	if [ -n "$pid" ]; then
-		if kill -0 "$pid" 2>/dev/null; then
-			kill "$pid"
-			for _ in $(seq 1 60); do
-				kill -0 "$pid" 2>/dev/null || break
-				sleep 0.5
-			done
-			kill -9 "$pid" 2>/dev/null || true
-		fi
-		rm -f "$pidfile"
-		log "stopped"
-	fi
-}
+stop() { stop_pid "$pidfile" "--config-file=$dir/config.xml"; }
 
 case "${1:-}" in
 start) start ;;

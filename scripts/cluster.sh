@@ -34,7 +34,7 @@ zk=$dir/zookeeper
 
 log() { echo "cluster.sh: $*" >&2; }
 
-. "$root/scripts/clickhouse-config.sh"
+. "$root/scripts/local-servers.sh"
 
 port() { echo $((port_base + $1)); }
 shard() { echo $((($1 + 1) / 2)); }
@@ -169,24 +169,6 @@ wait_node() { # wait_node N
 	log "node $n (127.0.0.1:$(port "$n")) did not answer within 60 s; last log lines:"
 	tail -n 30 "$d/log/clickhouse-server.err.log" "$d/log/stdout.log" >&2 || true
 	exit 1
-}
-
-stop_pid() { # stop_pid PIDFILE PATTERN WHAT
-	local pidfile=$1 pattern=$2 what=$3 pid=""
-	[ -f "$pidfile" ] && pid=$(cat "$pidfile")
-	# One of this directory started without a pid file.
-	[ -n "$pid" ] || pid=$(pgrep -f -- "$pattern" | head -n 1 || true)
-	[ -n "$pid" ] || return 0
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid"
-		for _ in $(seq 1 60); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.5
-		done
-		kill -9 "$pid" 2>/dev/null || true
-	fi
-	rm -f "$pidfile"
-	log "stopped $what"
 }
 
 stop_node() { stop_pid "$dir/node$1/clickhouse.pid" "--config-file=$dir/node$1/config.xml" "node $1"; }

@@ -1,5 +1,28 @@
-# Sourced by scripts/clickhouse.sh and scripts/cluster.sh: the ClickHouse
-# server and users configuration both write, with what differs passed in.
+# Sourced by scripts/clickhouse.sh and scripts/cluster.sh, which run local
+# servers: the ClickHouse server and users configuration both write, with
+# what differs passed in, and how both stop a server. The sourcing script
+# defines log.
+
+# stop_pid PIDFILE PATTERN [WHAT] stops the process in PIDFILE (or, without
+# one, the first whose command line matches PATTERN): SIGTERM, up to 30 s,
+# then SIGKILL. Nothing running is not an error.
+stop_pid() {
+	local pidfile=$1 pattern=$2 what=${3:-} pid=""
+	[ -f "$pidfile" ] && pid=$(cat "$pidfile")
+	# One of this directory started without a pid file (or by an older script).
+	[ -n "$pid" ] || pid=$(pgrep -f -- "$pattern" | head -n 1 || true)
+	[ -n "$pid" ] || return 0
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "$pid"
+		for _ in $(seq 1 60); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.5
+		done
+		kill -9 "$pid" 2>/dev/null || true
+	fi
+	rm -f "$pidfile"
+	log "stopped${what:+ $what}"
+}
 
 # write_server_config DIR PORT HTTP_PORT CACHE_BYTES EXTRA_XML writes
 # DIR/config.xml: loopback only, data, logs and users under DIR, and
