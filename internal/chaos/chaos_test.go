@@ -16,13 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/generate"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/internal/chserver"
+	"github.com/kpibridge/kpibridge/internal/kpitest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/store"
-	"github.com/kpibridge/kpibridge/transform"
 )
 
 // size is how hard the suite pushes: the short form runs in `make test`,
@@ -200,24 +199,7 @@ func kpis(t *testing.T, conn store.Conn, updateIdentity bool) map[string]float64
 			t.Fatal(err)
 		}
 	}
-	cat, err := catalog.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := end.Add(24 * time.Hour)
-	prior := map[string]transform.Result{}
-	out := map[string]float64{}
-	for _, k := range cat.Order() {
-		res := transform.Evaluate(ctx, conn, k, now, prior)
-		if res.Err != nil {
-			t.Fatalf("%s: %v", k.Name, res.Err)
-		}
-		prior[k.Name] = res
-		for _, s := range res.Series {
-			out[k.Name+"{"+s.Dimension+"="+s.Value+"}"] = s.Result
-		}
-	}
-	return out
+	return kpitest.Series(t, conn, end.Add(24*time.Hour))
 }
 
 // compareKPIs says "identical" or which series differ from the reference.

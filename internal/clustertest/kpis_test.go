@@ -12,15 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/generate"
 	"github.com/kpibridge/kpibridge/identity"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/clustertest"
+	"github.com/kpibridge/kpibridge/internal/kpitest"
 	"github.com/kpibridge/kpibridge/store"
-	"github.com/kpibridge/kpibridge/transform"
 )
 
 // bothSink stores each generated valid message, re-sends included, on one
@@ -66,24 +65,9 @@ func kpiValues(t *testing.T, conn store.Conn, now time.Time) (kpis map[string]fl
 		t.Fatalf("identity update: %v", err)
 	}
 	identityTook = time.Since(start)
-	cat, err := catalog.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	start = time.Now()
-	prior := map[string]transform.Result{}
-	out := map[string]float64{}
-	for _, k := range cat.Order() {
-		res := transform.Evaluate(ctx, conn, k, now, prior)
-		if res.Err != nil {
-			t.Fatalf("%s: %v", k.Name, res.Err)
-		}
-		prior[k.Name] = res
-		for _, s := range res.Series {
-			out[k.Name+"{"+s.Dimension+"="+s.Value+"}"] = s.Result
-		}
-	}
-	return out, identityTook, time.Since(start)
+	kpis = kpitest.Series(t, conn, now)
+	return kpis, identityTook, time.Since(start)
 }
 
 // The same generated stream (5 % re-sends), stored on one server and on
