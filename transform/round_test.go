@@ -3,14 +3,10 @@ package transform_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/kpibridge/kpibridge/catalog"
-	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 	"github.com/kpibridge/kpibridge/leader"
 	"github.com/kpibridge/kpibridge/store"
@@ -85,19 +81,8 @@ func TestWriteRoundOnceAndWhole(t *testing.T) {
 // stops before it writes anything more: no round, no identity step, and
 // Run returns the refusal.
 func TestSchedulerStepsDownWhenFenced(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
+	s, conn := newScheduler(t)
 	ctx := context.Background()
-	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, rows(decodeFile(t, "testdata/golden/events.ndjson"))); err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.Parse("scheduler.yaml", []byte(schedulerCatalog))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := transform.NewScheduler(transform.DefaultConfig(), cat, conn, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var lost atomic.Bool
 	s.SetFence(func(context.Context) error {
 		if lost.Load() {

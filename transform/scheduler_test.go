@@ -13,6 +13,7 @@ import (
 	"github.com/kpibridge/kpibridge/catalog"
 	"github.com/kpibridge/kpibridge/ingest"
 	"github.com/kpibridge/kpibridge/internal/testenv"
+	"github.com/kpibridge/kpibridge/store"
 	"github.com/kpibridge/kpibridge/transform"
 )
 
@@ -44,10 +45,12 @@ const schedulerCatalog = `kpis:
     measure: {source: events, aggregate: count}
 `
 
-func TestSchedulerStoresResultsAndIsolatesFailures(t *testing.T) {
+// newScheduler is a scheduler of schedulerCatalog over a fresh database
+// holding the golden fixture's events.
+func newScheduler(t *testing.T) (*transform.Scheduler, store.Conn) {
+	t.Helper()
 	_, conn := testenv.MigratedClickHouse(t)
-	ctx := context.Background()
-	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(ctx, rows(decodeFile(t, "testdata/golden/events.ndjson"))); err != nil {
+	if err := ingest.NewClickHouseWriter(conn, 1024).InsertEvents(context.Background(), rows(decodeFile(t, "testdata/golden/events.ndjson"))); err != nil {
 		t.Fatal(err)
 	}
 	cat, err := catalog.Parse("scheduler.yaml", []byte(schedulerCatalog))
@@ -58,6 +61,12 @@ func TestSchedulerStoresResultsAndIsolatesFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, conn
+}
+
+func TestSchedulerStoresResultsAndIsolatesFailures(t *testing.T) {
+	s, conn := newScheduler(t)
+	ctx := context.Background()
 	s.RunDue(ctx, goldenNow)
 
 	snap := s.Snapshot()
