@@ -9,8 +9,6 @@ import (
 
 	"github.com/kpibridge/kpibridge/events"
 	"github.com/kpibridge/kpibridge/identity"
-	"github.com/kpibridge/kpibridge/ingest"
-	"github.com/kpibridge/kpibridge/internal/testenv"
 )
 
 // The transform role moves from one process to another and back: the
@@ -18,25 +16,9 @@ import (
 // instead of writing from its stale memory, so a person linked across the
 // two stays one customer. A resolver whose fence refuses writes nothing.
 func TestResolverReloadsWhenTheRoleComesBack(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
+	db := newClocked(t)
+	conn, store, resolver := db.conn, db.store, db.resolver
 	ctx := context.Background()
-	ev := func(id string, typ events.Type, day int, crm, email, anon string) ingest.Row {
-		return ingest.Row{Topic: typ.Topic(), Event: events.Event{EventID: id, Type: typ, Source: "test",
-			OccurredAt: time.Date(2026, 3, day, 10, 0, 0, 0, time.UTC), CRMContactID: crm, EmailHash: email, AnonymousID: anon}}
-	}
-	var clock time.Time
-	store := func(ts time.Time, rows ...ingest.Row) {
-		t.Helper()
-		clock = ts.Add(time.Second)
-		if err := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return ts }).InsertEvents(ctx, rows); err != nil {
-			t.Fatal(err)
-		}
-	}
-	resolver := func() *identity.Resolver {
-		r := identity.NewResolver(conn, nil)
-		r.Now = func() time.Time { return clock }
-		return r
-	}
 	update := func(r *identity.Resolver) {
 		t.Helper()
 		if _, err := r.Update(ctx); err != nil {
@@ -45,13 +27,13 @@ func TestResolverReloadsWhenTheRoleComesBack(t *testing.T) {
 	}
 	a, b := resolver(), resolver()
 	t0 := time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC)
-	store(t0, ev("v1", events.TypeWebVisit, 1, "", "", "A"))
+	store(t0, marchEvent("v1", events.TypeWebVisit, 1, "", "", "A"))
 	update(a)
-	store(t0.Add(time.Hour), ev("f1", events.TypeFormSubmitted, 2, "", "E", "A"))
+	store(t0.Add(time.Hour), marchEvent("f1", events.TypeFormSubmitted, 2, "", "E", "A"))
 	update(b) // the role moved to b: anonymous A joins email E
 
 	// b loses the role to a: its fence refuses, and its update writes nothing.
-	store(t0.Add(2*time.Hour), ev("c1", events.TypeContactUpserted, 3, "C", "E", ""))
+	store(t0.Add(2*time.Hour), marchEvent("c1", events.TypeContactUpserted, 3, "C", "E", ""))
 	lost := errors.New("another process holds the transform role")
 	b.Fence = func(context.Context) error { return lost }
 	if _, err := b.Update(ctx); !errors.Is(err, lost) {

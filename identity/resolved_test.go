@@ -55,25 +55,9 @@ func resolvedCustomers(t *testing.T, conn store.Conn) map[string][]string {
 // whichever id was canonical when it arrived, reads as the CRM customer; a
 // re-delivered event stays one row; a restarted resolver keeps the chain.
 func TestResolvedEventsFollowChainedMerges(t *testing.T) {
-	_, conn := testenv.MigratedClickHouse(t)
+	db := newClocked(t)
+	conn, store, resolver := db.conn, db.store, db.resolver
 	ctx := context.Background()
-	ev := func(id string, typ events.Type, day int, crm, email, anon string) ingest.Row {
-		return ingest.Row{Topic: typ.Topic(), Event: events.Event{EventID: id, Type: typ, Source: "test",
-			OccurredAt: time.Date(2026, 3, day, 10, 0, 0, 0, time.UTC), CRMContactID: crm, EmailHash: email, AnonymousID: anon}}
-	}
-	var clock time.Time // the resolver's, a second after the last store
-	store := func(ts time.Time, rows ...ingest.Row) {
-		t.Helper()
-		clock = ts.Add(time.Second)
-		if err := ingest.NewClickHouseWriter(conn, 1024).WithClock(func() time.Time { return ts }).InsertEvents(ctx, rows); err != nil {
-			t.Fatal(err)
-		}
-	}
-	resolver := func() *identity.Resolver {
-		r := identity.NewResolver(conn, nil)
-		r.Now = func() time.Time { return clock }
-		return r
-	}
 	r := resolver()
 	update := func() identity.UpdateStats {
 		t.Helper()
@@ -84,14 +68,14 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 		return st
 	}
 	t0 := time.Date(2026, 3, 20, 0, 0, 0, 0, time.UTC)
-	store(t0, ev("v1", events.TypeWebVisit, 1, "", "", "A"), ev("v2", events.TypeWebVisit, 2, "", "", "A"))
+	store(t0, marchEvent("v1", events.TypeWebVisit, 1, "", "", "A"), marchEvent("v2", events.TypeWebVisit, 2, "", "", "A"))
 	update()
-	store(t0.Add(time.Hour), ev("f1", events.TypeFormSubmitted, 3, "", "E", "A"))
+	store(t0.Add(time.Hour), marchEvent("f1", events.TypeFormSubmitted, 3, "", "E", "A"))
 	if st := update(); st.Merged != 1 {
 		t.Fatalf("anon→email merged %d customers, want 1", st.Merged)
 	}
 	// v1 is delivered again after it was resolved, with a later ingest time.
-	store(t0.Add(2*time.Hour), ev("c1", events.TypeContactUpserted, 4, "C", "E", ""), ev("v1", events.TypeWebVisit, 1, "", "", "A"))
+	store(t0.Add(2*time.Hour), marchEvent("c1", events.TypeContactUpserted, 4, "C", "E", ""), marchEvent("v1", events.TypeWebVisit, 1, "", "", "A"))
 	if st := update(); st.Merged != 1 {
 		t.Fatalf("email→crm merged %d customers, want 1", st.Merged)
 	}
@@ -122,7 +106,7 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 
 	// A restart loads the merges; a later link of another anonymous id joins the same customer.
 	r = resolver()
-	store(t0.Add(3*time.Hour), ev("v3", events.TypeAppSession, 5, "", "E", "B"))
+	store(t0.Add(3*time.Hour), marchEvent("v3", events.TypeAppSession, 5, "", "E", "B"))
 	update()
 	want["v3"] = []string{"crm:C"}
 	check("after a restart")
@@ -132,10 +116,10 @@ func TestResolvedEventsFollowChainedMerges(t *testing.T) {
 
 	// A link stored late, with an ingest time before the watermark (another
 	// ingest process's slow insert), is still read and merges two customers.
-	store(t0.Add(4*time.Hour), ev("l1", events.TypeWebVisit, 6, "", "", "L"))
+	store(t0.Add(4*time.Hour), marchEvent("l1", events.TypeWebVisit, 6, "", "", "L"))
 	update()
-	store(t0.Add(4*time.Hour-time.Minute), ev("l2", events.TypeFormSubmitted, 6, "", "E", "L"))
-	clock = t0.Add(4*time.Hour + time.Second)
+	store(t0.Add(4*time.Hour-time.Minute), marchEvent("l2", events.TypeFormSubmitted, 6, "", "E", "L"))
+	db.clock = t0.Add(4*time.Hour + time.Second)
 	if st := update(); st.Merged != 1 {
 		t.Fatalf("late link merged %d customers, want 1", st.Merged)
 	}
