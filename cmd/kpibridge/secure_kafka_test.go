@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/internal/kafkaconn"
 	"github.com/kpibridge/kpibridge/internal/testenv"
@@ -114,25 +112,6 @@ func (k *secureKafka) security(t *testing.T, cfgFile string) *kafkaconn.Security
 		t.Fatal(err)
 	}
 	return sec
-}
-
-// committed returns the group's committed offsets on every partition of topic.
-func committed(t *testing.T, sec *kafkaconn.Security, addr, group, topic string) map[int]int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c := &kafka.Client{Addr: kafka.TCP(addr), Transport: sec.Transport(), Timeout: 10 * time.Second}
-	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1}}})
-	if err != nil {
-		t.Fatalf("offsets of group %s: %v", group, err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.CommittedOffset >= 0 {
-			out[p.Partition] = p.CommittedOffset
-		}
-	}
-	return out
 }
 
 // generateTo produces a small generated history through the broker with
@@ -294,7 +273,7 @@ func TestSecureKafkaRefusals(t *testing.T) {
 				t.Error("the log shows the password")
 			}
 			for _, topic := range cfg.Kafka.Topics {
-				if got := committed(t, sec, k.addr, cfg.Ingest.GroupID, topic); len(got) != 0 {
+				if got := testenv.CommittedOffsetsVia(t, sec.Transport(), k.addr, cfg.Ingest.GroupID, topic); len(got) != 0 {
 					t.Errorf("group %s committed %v on %s", cfg.Ingest.GroupID, got, topic)
 				}
 			}

@@ -44,8 +44,17 @@ func Produce(t testing.TB, addr string, msgs ...kafka.Message) {
 // read) per partition of topic; partitions without a commit are absent.
 func CommittedOffsets(t testing.TB, addr, group, topic string) map[int]int64 {
 	t.Helper()
+	return CommittedOffsetsVia(t, nil, addr, group, topic)
+}
+
+// CommittedOffsetsVia is CommittedOffsets over transport (TLS, SASL); nil is plain text.
+func CommittedOffsetsVia(t testing.TB, transport kafka.RoundTripper, addr, group, topic string) map[int]int64 {
+	t.Helper()
 	c, ctx, cancel := client(addr)
 	defer cancel()
+	if transport != nil {
+		c.Transport = transport
+	}
 	parts := partitions(t, ctx, c, topic)
 	res, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
