@@ -134,11 +134,7 @@ func (s *KafkaSource) run(ctx context.Context, errorLogger kafka.Logger) {
 func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.Logger) {
 	var assigned []string
 	n := 0
-	if s.cfg.Metrics != nil {
-		for _, t := range s.cfg.Topics {
-			s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
-		}
-	}
+	s.clearAssigned()
 	for topic, parts := range gen.Assignments {
 		ids := make([]string, len(parts))
 		for i, p := range parts {
@@ -167,10 +163,8 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 		for {
 			select {
 			case <-ctx.Done():
-				if s.gen.CompareAndSwap(int64(gen.ID), -1) && s.cfg.Metrics != nil {
-					for _, t := range s.cfg.Topics {
-						s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
-					}
+				if s.gen.CompareAndSwap(int64(gen.ID), -1) {
+					s.clearAssigned()
 				}
 				return
 			case req := <-s.commits:
@@ -296,12 +290,19 @@ func (s *KafkaSource) Close() error {
 	err := s.cg.Close()
 	s.cancel()
 	<-s.done
-	if s.cfg.Metrics != nil {
-		for _, t := range s.cfg.Topics {
-			s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
-		}
-	}
+	s.clearAssigned()
 	return err
+}
+
+// clearAssigned sets the partitions-held gauge of every topic to 0:
+// between generations, and once out of the group.
+func (s *KafkaSource) clearAssigned() {
+	if s.cfg.Metrics == nil {
+		return
+	}
+	for _, t := range s.cfg.Topics {
+		s.cfg.Metrics.Assigned.WithLabelValues(t).Set(0)
+	}
 }
 
 var _ Source = (*KafkaSource)(nil)
