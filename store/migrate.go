@@ -244,10 +244,20 @@ func record(ctx context.Context, conn Conn, m Migration) error {
 // applyOnCluster runs one migration statement, translated for the
 // target's cluster, on every node; each translated statement waits for
 // every host and is idempotent as applyStatement's are (onCluster).
+//
+// As on one server, an ADD COLUMN whose column every host has already (a
+// re-run) is skipped rather than sent: on 18.16 an ON CLUSTER ALTER that
+// fails on a replica can end that node's DDL thread in a ZooKeeper race
+// (docs/SCALING.md), so a statement with nothing to do is not sent at all.
 func applyOnCluster(ctx context.Context, conn Conn, hosts []Host, t Target, stmt string) error {
 	sts, err := clusterStatements(stmt, t.Database, t.cluster)
 	if err != nil {
 		return err
+	}
+	if add := addColumn.FindStringSubmatch(stmt); add != nil {
+		if everywhere, err := columnOnEveryHost(ctx, conn, hosts, t.Database, add[1], add[2]); err == nil && everywhere {
+			return nil
+		}
 	}
 	for _, s := range sts {
 		if err := onCluster(ctx, conn, hosts, s); err != nil {
@@ -255,6 +265,23 @@ func applyOnCluster(ctx context.Context, conn Conn, hosts []Host, t Target, stmt
 		}
 	}
 	return nil
+}
+
+// columnOnEveryHost says whether every host has column in table and, for
+// a sharded table, in its storage table too.
+func columnOnEveryHost(ctx context.Context, conn Conn, hosts []Host, database, table, column string) (bool, error) {
+	addrs := make([]string, len(hosts))
+	for i, h := range hosts {
+		addrs[i] = h.String()
+	}
+	tables := []string{storageTable(table)}
+	if _, sharded := shardingKey(table); sharded {
+		tables = append(tables, table)
+	}
+	var n uint64
+	err := conn.QueryRow(ctx, "SELECT count() FROM remote(?, system, columns) WHERE database = ? AND has(?, table) AND name = ?",
+		strings.Join(addrs, ","), database, tables, column).Scan(&n)
+	return n == uint64(len(hosts)*len(tables)), err
 }
 
 // addColumn matches ALTER TABLE t ADD COLUMN c …, which ClickHouse 18.16
