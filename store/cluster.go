@@ -385,25 +385,51 @@ func alreadyDone(stmt string, code int64, msg string) bool {
 
 var addColumnOnCluster = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+\S+\s+ON\s+CLUSTER\s+\S+\s+ADD\s+COLUMN\s`)
 
-// checkLayout refuses to mix the two layouts in one database: a database
+// checkLayout refuses a database whose layout differs from the target's
+// cluster, for migrate and at every start (CheckSchema): a database
 // migrated for one server cannot be carried to a cluster by migrating it
-// again with a cluster name, nor the other way round.
+// again with a cluster name, and a cluster's database is not used, or
+// migrated, without its cluster's name or with another's. Without it,
+// inserts into the Distributed tables would return before the shards
+// stored the rows (so offsets could be committed first) and deletions
+// would reach one node. A database with no schema yet passes.
 func checkLayout(ctx context.Context, conn Conn, t Target) error {
-	var engine string
-	err := conn.QueryRow(ctx, "SELECT any(engine) FROM system.tables WHERE database = ? AND name = ?", t.Database, migrationsTable).Scan(&engine)
-	if err != nil || engine == "" {
-		return err
+	var migrations, events, eventsFull string
+	err := conn.QueryRow(ctx, "SELECT anyIf(engine, name = ?), anyIf(engine, name = 'events'), anyIf(engine_full, name = 'events') FROM system.tables WHERE database = ?",
+		migrationsTable, t.Database).Scan(&migrations, &events, &eventsFull)
+	if err != nil {
+		return fmt.Errorf("check the layout of %s: %w", t.Database, err)
 	}
-	replicated := strings.HasPrefix(engine, "Replicated")
+	if migrations == "" {
+		return nil
+	}
+	// The cluster the database is on: "" for one server; "?" when on one,
+	// but events (Distributed over it) does not exist yet to say which.
+	cluster, why := "", ""
 	switch {
-	case t.cluster != "" && !replicated:
-		return fmt.Errorf("database %s was migrated for a single server (%s.%s is %s), not for cluster %s: migrate a new database with --cluster and copy the data over (docs/SCALING.md)",
-			t.Database, t.Database, migrationsTable, engine, t.cluster)
-	case t.cluster == "" && replicated:
-		return fmt.Errorf("database %s was migrated for a cluster (%s.%s is %s): pass the cluster's name (--cluster or clickhouse.cluster)",
-			t.Database, t.Database, migrationsTable, engine)
+	case events == "Distributed":
+		cluster = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(eventsFull, ",", 2)[0], "Distributed("))
+		why = "events is a Distributed table over " + cluster
+	case strings.HasPrefix(migrations, "Replicated"):
+		cluster, why = "?", t.Database+"."+migrationsTable+" is "+migrations
 	}
-	return nil
+	switch {
+	case cluster == t.cluster || (cluster == "?" && t.cluster != ""):
+		return nil
+	case t.cluster == "":
+		name := cluster
+		if name == "?" {
+			name = "NAME"
+		}
+		return fmt.Errorf("database %s was migrated for a cluster (%s), but clickhouse.cluster is not set: set clickhouse.cluster: %s (--cluster %s for migrate), "+
+			"so that inserts wait for every shard and deletions reach every node (docs/SCALING.md)", t.Database, why, name, name)
+	case cluster == "":
+		return fmt.Errorf("clickhouse.cluster is %s, but database %s was migrated for one server (%s.%s is %s): "+
+			"unset clickhouse.cluster, or migrate a new database with --cluster %s and copy the data over (docs/SCALING.md)",
+			t.cluster, t.Database, t.Database, migrationsTable, migrations, t.cluster)
+	default:
+		return fmt.Errorf("clickhouse.cluster is %s, but database %s is on cluster %s (%s): set clickhouse.cluster: %s", t.cluster, t.Database, cluster, why, cluster)
+	}
 }
 
 var createdRe = regexp.MustCompile(`^CREATE TABLE IF NOT EXISTS db\.(\w+) `)

@@ -361,37 +361,5 @@ func CheckSchema(ctx context.Context, conn Conn, t Target) error {
 	if int(have) < want {
 		return fmt.Errorf("schema of %s is at version %d, this kpibridge needs %d: run `kpibridge migrate`", database, have, want)
 	}
-	return checkCluster(ctx, conn, t)
-}
-
-// checkCluster refuses a schema whose shape differs from the target's
-// clickhouse.cluster: without it, inserts into a cluster's Distributed
-// tables would return before the shards stored the rows (so offsets could
-// be committed first) and deletions would reach one node; with it, a
-// one-server schema would get ON CLUSTER statements it was not made for.
-func checkCluster(ctx context.Context, conn Conn, t Target) error {
-	var engine, full string
-	if err := conn.QueryRow(ctx, "SELECT engine, engine_full FROM system.tables WHERE database = ? AND name = 'events'", t.Database).Scan(&engine, &full); err != nil {
-		return fmt.Errorf("check schema of %s: events: %w", t.Database, err)
-	}
-	cluster := ""
-	if engine == "Distributed" {
-		cluster = strings.TrimSpace(strings.TrimPrefix(strings.SplitN(full, ",", 2)[0], "Distributed("))
-		if cluster == "" {
-			cluster = "?"
-		}
-	}
-	switch {
-	case cluster == t.Cluster():
-		return nil
-	case t.Cluster() == "":
-		return fmt.Errorf("database %s is on ClickHouse cluster %s (events is a Distributed table), but clickhouse.cluster is not set: "+
-			"set clickhouse.cluster: %s in the config file, so that inserts wait for every shard and deletions reach every node (docs/SCALING.md)", t.Database, cluster, cluster)
-	case cluster == "":
-		return fmt.Errorf("clickhouse.cluster is %s, but database %s was migrated for one server (events is a %s table): "+
-			"unset clickhouse.cluster, or migrate a new database with `kpibridge migrate --cluster %s` (docs/SCALING.md)", t.Cluster(), t.Database, engine, t.Cluster())
-	default:
-		return fmt.Errorf("clickhouse.cluster is %s, but database %s is on cluster %s (its events table is Distributed over %s): set clickhouse.cluster: %s",
-			t.Cluster(), t.Database, cluster, cluster, cluster)
-	}
+	return checkLayout(ctx, conn, t)
 }
