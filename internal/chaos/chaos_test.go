@@ -339,9 +339,9 @@ func (s *suite) killIngest(t *testing.T) {
 // it again after the configured time.
 func (s *suite) clickhouseDown(t *testing.T) {
 	ctx := context.Background()
-	testenv.Require(t, fileExists(chserver.Binary), "clickhouse-server")
+	testenv.Require(t, testenv.FileExists(chserver.Binary), "clickhouse-server")
 	dir := filepath.Join(s.dir, "clickhouse")
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	srv, err := chserver.Start(ctx, dir, port)
 	if err != nil {
 		t.Fatal(err)
@@ -539,17 +539,4 @@ func (s *suite) report() string {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %s | %s | %s | %s | %s |\n", r.scenario, r.messages, r.lost, r.doubled, r.deadLetters, r.kpis, rec, up, r.totalStoreTime.Round(100*time.Millisecond))
 	}
 	return b.String()
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	_, p, _ := strings.Cut(testenv.FreeAddr(t), ":")
-	var n int
-	fmt.Sscan(p, &n)
-	return n
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -29,7 +30,9 @@ type Server struct {
 const Binary = "/usr/sbin/clickhouse-server"
 
 // Start writes the config into dir and starts the server on 127.0.0.1:port,
-// returning once it accepts connections. The server stops when Stop is
+// returning once it accepts connections. It listens on that port only, for
+// the native protocol kpibridge speaks: no HTTP, so no second port has to be
+// free. The server stops when Stop is
 // called (or with the process).
 func Start(ctx context.Context, dir string, port int) (*Server, error) {
 	bin := Binary
@@ -40,7 +43,14 @@ func Start(ctx context.Context, dir string, port int) (*Server, error) {
 		}
 		bin = p
 	}
-	dir, err := filepath.Abs(dir)
+	// Start waits for the port to answer, so it must be ours: a port that
+	// another process holds would answer at once.
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("port %d is not free for the private clickhouse-server: %w", port, err)
+	}
+	l.Close()
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +88,7 @@ func Start(ctx context.Context, dir string, port int) (*Server, error) {
 		}
 		select {
 		case err := <-s.done:
-			return nil, fmt.Errorf("clickhouse-server exited at start (%v); see %s", err, filepath.Join(dir, "log"))
+			return nil, fmt.Errorf("clickhouse-server exited at start (%v)%s; see %s", err, lastError(filepath.Join(dir, "log")), filepath.Join(dir, "log"))
 		case <-ctx.Done():
 			s.Stop()
 			return nil, ctx.Err()
@@ -87,6 +97,22 @@ func Start(ctx context.Context, dir string, port int) (*Server, error) {
 	}
 	s.Stop()
 	return nil, errors.New("clickhouse-server did not answer within 60s; see " + filepath.Join(dir, "log"))
+}
+
+// lastError is ": " and the last line of the server's error log (or of its
+// stdout), where it says why it would not start, or "" when neither has one.
+func lastError(logDir string) string {
+	for _, f := range []string{"clickhouse-server.err.log", "stdout.log"} {
+		b, err := os.ReadFile(filepath.Join(logDir, f))
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
+			return ": " + last
+		}
+	}
+	return ""
 }
 
 // Addr is 127.0.0.1:port.
@@ -112,7 +138,6 @@ func config(dir string, port int) string {
     <logger><level>warning</level><log>%[1]s/log/clickhouse-server.log</log><errorlog>%[1]s/log/clickhouse-server.err.log</errorlog><size>100M</size><count>2</count></logger>
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>%[2]d</tcp_port>
-    <http_port>%[3]d</http_port>
     <max_connections>256</max_connections>
     <max_concurrent_queries>64</max_concurrent_queries>
     <uncompressed_cache_size>268435456</uncompressed_cache_size>
@@ -127,7 +152,7 @@ func config(dir string, port int) string {
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
 </yandex>
-`, dir, port, port+1)
+`, dir, port)
 }
 
 const users = `<?xml version="1.0"?>

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"net"
+	"os"
 	"testing"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -16,6 +17,22 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// FreePort is a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	a, err := net.ResolveTCPAddr("tcp", FreeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Port
+}
+
+// FileExists says whether p names something that can be stat'ed.
+func FileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // WebFlags is an exporter-toolkit configuration listening on addr, without TLS.
