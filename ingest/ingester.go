@@ -28,7 +28,7 @@ type Source interface {
 	Fetch(ctx context.Context) (kafka.Message, int32, error)
 	// Commit commits offsets (the next offset to read, by topic and
 	// partition) of messages fetched in generation gen, or returns
-	// ErrGenerationEnded when a rebalance has ended gen.
+	// ErrGenerationEnded when a rebalance has ended gen (and its grace).
 	Commit(ctx context.Context, gen int32, offsets map[string]map[int]int64) error
 	// Close leaves the group.
 	Close() error
@@ -507,9 +507,10 @@ func (in *Ingester) retry(ctx context.Context, target, table string, n int, wher
 
 // commit commits the offsets after every partition in the batch, with the
 // generation each was fetched in. Offsets of a generation a rebalance has
-// ended are not committed: the partition's owner now (this process or
-// another) reads on from the last commit, and a commit behind its own
-// would move the group back. A failed commit is logged and left: the
+// ended are committed only within the source's grace, before the next
+// generation forms; after it they are not: the partition's owner now (this
+// process or another) reads on from the last commit, and a commit behind
+// its own would move the group back. A failed commit is logged and left: the
 // messages are stored, and re-delivering them is harmless.
 func (in *Ingester) commit(ctx context.Context, b *batch, where string) {
 	byGen := map[int32]map[string]map[int]int64{}

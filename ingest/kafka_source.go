@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,16 +51,55 @@ type SourceConfig struct {
 // nothing produced before the first start is skipped), and stopped with
 // the generation. Messages still queued from an ended generation are
 // dropped: their partition's owner in the new generation reads them again.
+//
+// When a rebalance ends a generation, the member still takes that
+// generation's commits for a short grace (commitGrace) before it joins
+// the next one, until every message it fetched is committed. The broker
+// accepts them, as the group is only preparing its rebalance and no
+// partition has a new owner yet; the others wait for this member to join.
+// So a rebalance no longer leaves the batches being stored uncommitted,
+// to be read again, and members coming and going cannot starve the group.
 type KafkaSource struct {
 	cfg     SourceConfig
 	cg      *kafka.ConsumerGroup
 	msgs    chan fetched
 	commits chan commitRequest
-	gen     atomic.Int64 // ID of the current generation; -1 between generations
+	cur     atomic.Pointer[generation] // the current generation; nil between generations
+	ending  atomic.Pointer[generation] // a generation in its commit grace, or nil
+	grace   time.Duration
+	closing chan struct{} // closed when Close starts: no more commits come
 	cancel  context.CancelFunc
 	done    chan struct{}
 	log     *slog.Logger
 	errLog  *lograte.Limiter
+}
+
+// generation is what the source tracks of one consumer-group generation:
+// by partition, the offset after the newest message Fetch returned and the
+// offset committed.
+type generation struct {
+	id        int32
+	mu        sync.Mutex
+	fetched   map[topicPartition]int64
+	committed map[topicPartition]int64
+}
+
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+// uncommitted is how many partitions have fetched messages not committed.
+func (g *generation) uncommitted() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for tp, off := range g.fetched {
+		if g.committed[tp] < off {
+			n++
+		}
+	}
+	return n
 }
 
 // fetched is one message, or a partition reader's error, from a generation.
@@ -108,10 +148,18 @@ func NewKafkaSource(cfg SourceConfig) (*KafkaSource, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &KafkaSource{cfg: cfg, cg: cg, msgs: make(chan fetched, 1024), commits: make(chan commitRequest),
+		grace: commitGrace(cfg.SessionTimeout), closing: make(chan struct{}),
 		cancel: cancel, done: make(chan struct{}), log: cfg.Logger, errLog: lim}
-	s.gen.Store(-1)
 	go s.run(ctx, errorLogger)
 	return s, nil
+}
+
+// commitGrace is how long a member that a rebalance stopped waits for the
+// commits of what it fetched before it joins the next generation: a third
+// of the session timeout, as it sends no heartbeats meanwhile (each commit
+// renews its session), and at most 10 s, as the other members wait too.
+func commitGrace(session time.Duration) time.Duration {
+	return min(session/3, 10*time.Second)
 }
 
 // run follows the group from generation to generation until Close.
@@ -155,29 +203,20 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 		s.cfg.Metrics.Rebalances.Inc()
 	}
 	s.log.Info("consumer group balanced", "group", s.cfg.GroupID, "generation", gen.ID, "partitions", strings.Join(assigned, " "))
-	s.gen.Store(int64(gen.ID))
+	g := &generation{id: gen.ID, fetched: map[topicPartition]int64{}, committed: map[topicPartition]int64{}}
+	s.cur.Store(g)
 
 	// Commits of this generation go through this routine, so the group does
-	// not move to the next generation while one is in flight.
+	// not move to the next generation while one is in flight, nor before
+	// the grace for those fetched in it is over.
 	gen.Start(func(ctx context.Context) {
 		for {
 			select {
 			case <-ctx.Done():
-				if s.gen.CompareAndSwap(int64(gen.ID), -1) {
-					s.clearAssigned()
-				}
+				s.endGeneration(gen, g)
 				return
 			case req := <-s.commits:
-				if req.gen != gen.ID || ctx.Err() != nil {
-					req.errc <- ErrGenerationEnded
-					continue
-				}
-				err := gen.CommitOffsets(req.offsets)
-				// The broker's word for the same: the group has moved on.
-				if errors.Is(err, kafka.IllegalGeneration) || errors.Is(err, kafka.UnknownMemberId) || errors.Is(err, kafka.RebalanceInProgress) {
-					err = fmt.Errorf("%w (%w)", ErrGenerationEnded, err)
-				}
-				req.errc <- err
+				s.commitTo(gen, g, req)
 			}
 		}
 	})
@@ -189,6 +228,70 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 			})
 		}
 	}
+}
+
+// endGeneration stops Fetch returning messages of gen, then takes gen's
+// commits until all it fetched is committed, commitGrace passes or Close
+// starts.
+func (s *KafkaSource) endGeneration(gen *kafka.Generation, g *generation) {
+	if !s.cur.CompareAndSwap(g, nil) {
+		return
+	}
+	s.clearAssigned()
+	s.ending.Store(g)
+	defer s.ending.Store(nil)
+	start := time.Now()
+	deadline := time.NewTimer(s.grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for n := g.uncommitted(); n > 0; n = g.uncommitted() {
+		select {
+		case req := <-s.commits:
+			s.commitTo(gen, g, req)
+		case <-tick.C:
+		case <-deadline.C:
+			s.log.Info("rebalance: offsets fetched before it still not committed; joining the next generation without them",
+				"generation", g.id, "partitions", n, "waited", s.grace)
+			return
+		case <-s.closing:
+			return
+		}
+	}
+	s.log.Debug("rebalance: every offset fetched before it committed", "generation", g.id, "took", time.Since(start))
+}
+
+// commitTo commits req for gen, tracked in g.
+func (s *KafkaSource) commitTo(gen *kafka.Generation, g *generation, req commitRequest) {
+	if req.gen != gen.ID {
+		req.errc <- ErrGenerationEnded
+		return
+	}
+	err := gen.CommitOffsets(req.offsets)
+	// The broker's word for the same: the group has moved on.
+	if errors.Is(err, kafka.IllegalGeneration) || errors.Is(err, kafka.UnknownMemberId) || errors.Is(err, kafka.RebalanceInProgress) {
+		err = fmt.Errorf("%w (%w)", ErrGenerationEnded, err)
+	}
+	if err == nil {
+		g.mu.Lock()
+		for topic, parts := range req.offsets {
+			for p, off := range parts {
+				tp := topicPartition{topic, p}
+				g.committed[tp] = max(g.committed[tp], off)
+			}
+		}
+		g.mu.Unlock()
+	}
+	req.errc <- err
+}
+
+// takesCommits says whether generation id is current or in its grace.
+func (s *KafkaSource) takesCommits(id int32) bool {
+	if g := s.cur.Load(); g != nil && g.id == id {
+		return true
+	}
+	g := s.ending.Load()
+	return g != nil && g.id == id
 }
 
 // readPartition reads one partition from offset until its generation ends.
@@ -244,8 +347,14 @@ func (s *KafkaSource) Fetch(ctx context.Context) (kafka.Message, int32, error) {
 	for {
 		select {
 		case f := <-s.msgs:
-			if int64(f.gen) != s.gen.Load() {
+			g := s.cur.Load()
+			if g == nil || f.gen != g.id {
 				continue // fetched before a rebalance: the partition's owner reads it again
+			}
+			if f.err == nil {
+				g.mu.Lock()
+				g.fetched[topicPartition{f.m.Topic, f.m.Partition}] = f.m.Offset + 1
+				g.mu.Unlock()
 			}
 			return f.m, f.gen, f.err
 		case <-ctx.Done():
@@ -256,9 +365,10 @@ func (s *KafkaSource) Fetch(ctx context.Context) (kafka.Message, int32, error) {
 
 // Commit commits offsets (the next offset to read, by topic and partition)
 // of messages fetched in generation gen. It returns ErrGenerationEnded,
-// and commits nothing, when gen is no longer the current generation.
+// and commits nothing, when gen is neither the current generation nor one
+// in its commit grace.
 func (s *KafkaSource) Commit(ctx context.Context, gen int32, offsets map[string]map[int]int64) error {
-	if int64(gen) != s.gen.Load() {
+	if !s.takesCommits(gen) {
 		return ErrGenerationEnded
 	}
 	req := commitRequest{gen: gen, offsets: offsets, errc: make(chan error, 1)}
@@ -270,7 +380,7 @@ func (s *KafkaSource) Commit(ctx context.Context, gen int32, offsets map[string]
 		case s.commits <- req:
 			sent = true
 		case <-tick.C:
-			if int64(gen) != s.gen.Load() {
+			if !s.takesCommits(gen) {
 				return ErrGenerationEnded
 			}
 		case <-ctx.Done():
@@ -287,6 +397,7 @@ func (s *KafkaSource) Commit(ctx context.Context, gen int32, offsets map[string]
 
 // Close leaves the group: its partitions go to the other members at once.
 func (s *KafkaSource) Close() error {
+	close(s.closing)
 	err := s.cg.Close()
 	s.cancel()
 	<-s.done

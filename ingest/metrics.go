@@ -74,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer, topics []string) *Metrics {
 		}),
 		CommitsSkipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kpibridge_ingest_offset_commits_skipped_total",
-			Help: "Batches whose offsets were not committed because a rebalance ended the group generation they were fetched in (the partitions' owners read on from the last commit).",
+			Help: "Batches whose offsets were not committed because a rebalance ended the group generation they were fetched in and they were stored after its grace (the partitions' owners read on from the last commit).",
 		}),
 		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kpibridge_ingest_rebalances_total", Help: "Consumer group generations this process has joined (the first join counts).",

@@ -40,6 +40,32 @@ func (w *heldWriter) InsertEvents(ctx context.Context, rows []ingest.Row) error 
 	return w.Writer.InsertEvents(ctx, rows)
 }
 
+// watchCommits polls group's committed offsets until the returned function
+// is called, which returns every time a partition's commit went back.
+func watchCommits(t *testing.T, addr, group string) func() []string {
+	stop := make(chan struct{})
+	done := make(chan []string)
+	go func() {
+		var back []string
+		last := map[int]int64{}
+		for {
+			select {
+			case <-stop:
+				done <- back
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for p, off := range testenv.CommittedOffsets(t, addr, group, topic) {
+				if off < last[p] {
+					back = append(back, fmt.Sprintf("partition %d: %d after %d", p, off, last[p]))
+				}
+				last[p] = max(last[p], off)
+			}
+		}
+	}()
+	return func() []string { close(stop); return <-done }
+}
+
 // A member that lost partitions in a rebalance while its batches were
 // still being stored must not commit those batches' offsets: the
 // partitions' new owner has read and committed past them, and a commit
@@ -59,26 +85,7 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 	end := testenv.EndOffsets(t, e.addr, topic)
 
 	// Commits are watched all along: no partition's may ever go back.
-	stopWatch := make(chan struct{})
-	watchDone := make(chan []string)
-	go func() {
-		var back []string
-		last := map[int]int64{}
-		for {
-			select {
-			case <-stopWatch:
-				watchDone <- back
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for p, off := range testenv.CommittedOffsets(t, e.addr, "test-ingest", topic) {
-				if off < last[p] {
-					back = append(back, fmt.Sprintf("partition %d: %d after %d", p, off, last[p]))
-				}
-				last[p] = max(last[p], off)
-			}
-		}
-	}()
+	wentBack := watchCommits(t, e.addr, "test-ingest")
 
 	cfg := testConfig()
 	cfg.Batch.MaxRows = 300
@@ -130,8 +137,7 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 			t.Fatalf("committed %v, end %v: the group's commits stay short of the end", got, end)
 		}
 	}
-	close(stopWatch)
-	if back := <-watchDone; len(back) > 0 {
+	if back := wentBack(); len(back) > 0 {
 		t.Errorf("committed offsets went back: %v", back)
 	}
 	if n := testutil.ToFloat64(a.metrics.CommitsSkipped); n == 0 {
@@ -149,5 +155,85 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 	if held := testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic)); held != 0 {
 		t.Errorf("kpibridge_ingest_assigned_partitions = %v after leaving the group, want 0", held)
 	}
+	b.stop(t)
+}
+
+// A rebalance does not leave the batches a member is storing uncommitted:
+// the member takes its ended generation's commits for a grace before it
+// joins the next, while the group prepares the rebalance and no partition
+// has a new owner yet. Before, every rebalance skipped those commits, and
+// the messages were read again; members coming and going faster than a
+// batch is stored could stop the group moving forward.
+func TestRebalanceCommitsWhatWasFetchedBeforeIt(t *testing.T) {
+	const partitions, perPartition = 4, 1500
+	e := setup(t, partitions)
+	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	var msgs []kafka.Message
+	for i := range partitions * perPartition {
+		msgs = append(msgs, orderMsg(fmt.Sprintf("g%05d", i), base.Add(time.Duration(i)*time.Second)))
+	}
+	testenv.Produce(t, e.addr, msgs...)
+	end := testenv.EndOffsets(t, e.addr, topic)
+	wentBack := watchCommits(t, e.addr, "test-ingest")
+
+	cfg := testConfig()
+	cfg.Batch.MaxRows = 300
+	cfg.SessionTimeout = 6 * time.Second // a 2 s grace
+	held := &heldWriter{Writer: ingest.NewClickHouseWriter(e.conn, cfg.DLQ.MaxPayloadBytes), blocked: make(chan struct{})}
+	a := e.startWriter(cfg, held, decoder(t))
+	for deadline := time.Now().Add(30 * time.Second); len(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first member committed nothing in 30 s")
+		}
+	}
+	release := make(chan struct{})
+	held.mu.Lock()
+	held.hold = release
+	held.mu.Unlock()
+	select {
+	case <-held.blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first member stored no batch after being held")
+	}
+
+	// B joins; A's generation ends while its batch is being stored.
+	b := e.start(cfg, nil)
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic)) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first member's generation did not end in 30 s after a second member joined")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+
+	e.waitCount(60*time.Second, partitions*perPartition, distinctEvents)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got := testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)
+		n := 0
+		for p, o := range got {
+			if o == end[p] {
+				n++
+			}
+		}
+		if n == partitions {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, end %v: the group's commits stay short of the end", got, end)
+		}
+	}
+	if back := wentBack(); len(back) > 0 {
+		t.Errorf("committed offsets went back: %v", back)
+	}
+	if n := testutil.ToFloat64(a.metrics.CommitsSkipped); n != 0 {
+		t.Errorf("kpibridge_ingest_offset_commits_skipped_total = %v: batches fetched before the rebalance and stored within the grace were not committed", n)
+	}
+	if n := testutil.ToFloat64(a.metrics.Rebalances); n < 2 {
+		t.Errorf("the first member joined %v generations, want 2 or more: the test saw no rebalance", n)
+	}
+	if n := e.count("SELECT count() FROM duplicates FINAL"); n != 0 {
+		t.Errorf("%d messages counted as duplicates; no event was re-sent", n)
+	}
+	a.stop(t)
 	b.stop(t)
 }
