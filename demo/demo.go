@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -62,6 +63,9 @@ func Run(ctx context.Context, base config.Config, o Options, out io.Writer, logg
 	if dsn == "" {
 		fmt.Fprintf(out, "starting a private ClickHouse server on 127.0.0.1:%d (data in %s)…\n", o.ClickHousePort, o.ClickHouseDir)
 		srv, err := chserver.Start(ctx, o.ClickHouseDir, o.ClickHousePort)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w: is another demo running? Choose a free port with --clickhouse.port, or use a running server with --clickhouse", err)
+		}
 		if err != nil {
 			return err
 		}

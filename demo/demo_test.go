@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/kpibridge/kpibridge/config"
 	"github.com/kpibridge/kpibridge/demo"
+	"github.com/kpibridge/kpibridge/internal/chserver"
 	"github.com/kpibridge/kpibridge/internal/testenv"
 )
 
@@ -175,4 +177,21 @@ func kpiTotals(t *testing.T, addr string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// A demo whose ClickHouse port another process holds stops at once and
+// says what to do; before, it took the other process for its private server.
+func TestDemoNamesAHeldClickHousePort(t *testing.T) {
+	testenv.Require(t, testenv.FileExists(chserver.Binary), "clickhouse-server")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	opts := demo.Options{BrokerListen: testenv.FreeAddr(t), ClickHouseDir: t.TempDir(), ClickHousePort: l.Addr().(*net.TCPAddr).Port,
+		Customers: 10, Days: 1, Web: testenv.WebFlags(testenv.FreeAddr(t)), Version: "test", Dir: t.TempDir()}
+	err = demo.Run(context.Background(), config.Default(), opts, io.Discard, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "--clickhouse.port") || !strings.Contains(err.Error(), strconv.Itoa(opts.ClickHousePort)) {
+		t.Fatalf("demo with its ClickHouse port held: %v; want an error naming the port and --clickhouse.port", err)
+	}
 }
