@@ -124,7 +124,7 @@ func str(v val, field string, required bool, maxLen int) ([]byte, *Error) {
 		}
 		return nil, nil
 	}
-	if len(v.b) > maxLen && utf8.RuneCount(v.b) > maxLen {
+	if len(v.b) > maxLen && utf8.RuneCount(v.b)-redactedSurplus(v.b) > maxLen {
 		return nil, &Error{Reason: ReasonInvalidField, Field: field,
 			Detail: fmt.Sprintf("is %d characters long, more than the %d allowed", utf8.RuneCount(v.b), maxLen)}
 	}

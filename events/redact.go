@@ -159,6 +159,28 @@ func maskEmails(b []byte) []byte {
 	return r.result()
 }
 
+// redactedSurplus is how many characters of b the redacted addresses in it
+// (RedactedEmailPrefix and 64 hex digits) add at most to the text they
+// replaced: each counts as the shortest address, "a@b". A message replayed
+// from the dead letters then passes the length limits its original passed;
+// the original's own lengths are not known.
+func redactedSurplus(b []byte) int {
+	const form, shortest = len(RedactedEmailPrefix) + 64, len("a@b")
+	n := 0
+	for {
+		i := bytes.Index(b, []byte(RedactedEmailPrefix))
+		if i < 0 || len(b)-i < form {
+			return n
+		}
+		if _, ok := redactedHash(b[i : i+form]); ok {
+			n += form - shortest
+			b = b[i+form:]
+		} else {
+			b = b[i+len(RedactedEmailPrefix):]
+		}
+	}
+}
+
 // redactedHash returns the hash held by a value in the redacted form (white
 // space around it and upper-case hex digits allowed).
 func redactedHash(b []byte) (h [64]byte, ok bool) {

@@ -75,11 +75,15 @@ func TestRedactedMessageDecodesAlike(t *testing.T) {
 		"url":                  minimal(TypeWebVisit, `{"url":"https://shop.example/?u=`+addr+`","referrer":"mailto:`+addr+`"}`),
 		"crm id is an address": edit(orderPlaced, "identity.crm_contact_id", addr),
 		"event id":             edit(orderPlaced, "event_id", "msg-"+addr),
-		"unknown currency":     edit(orderPlaced, "properties.currency", "XYZ"),
-		"not an address":       edit(orderPlaced, "identity.email", "Jane <"+addr+">"),
-		"two at signs":         edit(orderPlaced, "identity.email", "a@"+addr),
-		"type is an address":   edit(orderPlaced, "type", addr),
-		"invalid JSON":         `{"identity":{"email":"` + addr + `"`,
+		// At their length limits: the redacted form is longer than the address.
+		"event id of 128":        edit(orderPlaced, "event_id", strings.Repeat("m", 127-len(addr))+" "+addr),
+		"anonymous id of 256":    edit(orderPlaced, "identity.anonymous_id", strings.Repeat("v", 255-len(addr))+" "+addr),
+		"two in a crm id of 256": edit(orderPlaced, "identity.crm_contact_id", strings.Repeat("c", 255-2*len(addr)-1)+" "+addr+","+addr),
+		"unknown currency":       edit(orderPlaced, "properties.currency", "XYZ"),
+		"not an address":         edit(orderPlaced, "identity.email", "Jane <"+addr+">"),
+		"two at signs":           edit(orderPlaced, "identity.email", "a@"+addr),
+		"type is an address":     edit(orderPlaced, "type", addr),
+		"invalid JSON":           `{"identity":{"email":"` + addr + `"`,
 	}
 	d := newTestDecoder(t)
 	for name, msg := range msgs {
@@ -176,4 +180,28 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("%q decodes to %+v, redacted %q to %+v", data, want, out, got)
 		}
 	})
+}
+
+// A redacted address counts as the shortest address it could stand for
+// (3 characters) toward a field's length limit: the original's length is
+// unknown, and a replay must not refuse what the original passed. So a
+// redacted field is taken up to 73 characters (76 - 3) past the limit per
+// address, and not further.
+func TestRedactedFormCountsAsThreeCharacters(t *testing.T) {
+	d := newTestDecoder(t)
+	form := red("jane.doe@example.com")
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{
+		{strings.Repeat("m", 125) + " " + form[:len(form)-1] + "x", false}, // not a redacted form
+		{strings.Repeat("m", 124) + " " + form, true},                      // 125 + 3 = 128
+		{strings.Repeat("m", 125) + " " + form, false},                     // 126 + 3 = 129
+		{strings.Repeat("m", 40) + " " + form + " " + form, true},
+	} {
+		_, err := d.Decode([]byte(edit(orderPlaced, "event_id", tt.id)))
+		if (err == nil) != tt.ok {
+			t.Errorf("event_id of %d characters: %v, want ok=%v", len(tt.id), err, tt.ok)
+		}
+	}
 }
