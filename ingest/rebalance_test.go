@@ -74,72 +74,20 @@ func watchCommits(t *testing.T, addr, group string) func() []string {
 // partitions after the rebalance is a re-delivery, not a re-send: no
 // message may be counted in duplicates.
 func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
-	const partitions, perPartition = 4, 1500
-	e := setup(t, partitions)
-	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
-	var msgs []kafka.Message
-	for i := range partitions * perPartition {
-		msgs = append(msgs, orderMsg(fmt.Sprintf("r%05d", i), base.Add(time.Duration(i)*time.Second)))
-	}
-	testenv.Produce(t, e.addr, msgs...)
-	end := testenv.EndOffsets(t, e.addr, topic)
-
-	// Commits are watched all along: no partition's may ever go back.
-	wentBack := watchCommits(t, e.addr, "test-ingest")
-
-	cfg := testConfig()
-	cfg.Batch.MaxRows = 300
-	cfg.SessionTimeout = 6 * time.Second
-	held := &heldWriter{Writer: ingest.NewClickHouseWriter(e.conn, cfg.DLQ.MaxPayloadBytes), blocked: make(chan struct{})}
-	a := e.startWriter(cfg, held, decoder(t))
-	// A stores and commits a little, then holds batches of every partition.
-	for deadline := time.Now().Add(30 * time.Second); len(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)) == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first member committed nothing in 30 s")
-		}
-	}
-	release := make(chan struct{})
-	held.mu.Lock()
-	held.hold = release
-	held.mu.Unlock()
-	select {
-	case <-held.blocked:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the first member stored no batch after being held")
-	}
+	r := startHeldRebalance(t, "r")
+	e, cfg, a, end := r.e, r.cfg, r.a, r.end
 
 	// B joins, takes half the partitions and reads them to the end.
 	b := e.start(cfg, nil)
-	done := func(off map[int]int64) (n int) {
-		for p, o := range off {
-			if o == end[p] {
-				n++
-			}
-		}
-		return n
-	}
-	for deadline := time.Now().Add(60 * time.Second); done(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)) == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); atEnd(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic), end) == 0; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the second member committed no partition to its end in 60 s: committed %v, end %v",
 				testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic), end)
 		}
 	}
 	// A's held batches, fetched before the rebalance, are stored now.
-	close(release)
-
-	e.waitCount(60*time.Second, partitions*perPartition, distinctEvents)
-	var got map[int]int64
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if got = testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic); done(got) == partitions {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("committed %v, end %v: the group's commits stay short of the end", got, end)
-		}
-	}
-	if back := wentBack(); len(back) > 0 {
-		t.Errorf("committed offsets went back: %v", back)
-	}
+	close(r.release)
+	r.waitEnd()
 	if n := testutil.ToFloat64(a.metrics.CommitsSkipped); n == 0 {
 		t.Error("kpibridge_ingest_offset_commits_skipped_total = 0: the held batches of the first generation were committed")
 	}
@@ -148,8 +96,8 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 	}
 	held1 := testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic))
 	held2 := testutil.ToFloat64(b.metrics.Assigned.WithLabelValues(topic))
-	if held1+held2 != partitions || held1 == 0 || held2 == 0 {
-		t.Errorf("kpibridge_ingest_assigned_partitions: %v and %v, want the %d partitions shared", held1, held2, partitions)
+	if held1+held2 != heldPartitions || held1 == 0 || held2 == 0 {
+		t.Errorf("kpibridge_ingest_assigned_partitions: %v and %v, want the %d partitions shared", held1, held2, heldPartitions)
 	}
 	a.stop(t)
 	if held := testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic)); held != 0 {
@@ -165,75 +113,108 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 // the messages were read again; members coming and going faster than a
 // batch is stored could stop the group moving forward.
 func TestRebalanceCommitsWhatWasFetchedBeforeIt(t *testing.T) {
-	const partitions, perPartition = 4, 1500
-	e := setup(t, partitions)
-	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
-	var msgs []kafka.Message
-	for i := range partitions * perPartition {
-		msgs = append(msgs, orderMsg(fmt.Sprintf("g%05d", i), base.Add(time.Duration(i)*time.Second)))
-	}
-	testenv.Produce(t, e.addr, msgs...)
-	end := testenv.EndOffsets(t, e.addr, topic)
-	wentBack := watchCommits(t, e.addr, "test-ingest")
-
-	cfg := testConfig()
-	cfg.Batch.MaxRows = 300
-	cfg.SessionTimeout = 6 * time.Second // a 2 s grace
-	held := &heldWriter{Writer: ingest.NewClickHouseWriter(e.conn, cfg.DLQ.MaxPayloadBytes), blocked: make(chan struct{})}
-	a := e.startWriter(cfg, held, decoder(t))
-	for deadline := time.Now().Add(30 * time.Second); len(testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)) == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the first member committed nothing in 30 s")
-		}
-	}
-	release := make(chan struct{})
-	held.mu.Lock()
-	held.hold = release
-	held.mu.Unlock()
-	select {
-	case <-held.blocked:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the first member stored no batch after being held")
-	}
+	r := startHeldRebalance(t, "g") // a 2 s grace
+	a := r.a
 
 	// B joins; A's generation ends while its batch is being stored.
-	b := e.start(cfg, nil)
+	b := r.e.start(r.cfg, nil)
 	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(a.metrics.Assigned.WithLabelValues(topic)) != 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the first member's generation did not end in 30 s after a second member joined")
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	close(release)
-
-	e.waitCount(60*time.Second, partitions*perPartition, distinctEvents)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		got := testenv.CommittedOffsets(t, e.addr, cfg.GroupID, topic)
-		n := 0
-		for p, o := range got {
-			if o == end[p] {
-				n++
-			}
-		}
-		if n == partitions {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("committed %v, end %v: the group's commits stay short of the end", got, end)
-		}
-	}
-	if back := wentBack(); len(back) > 0 {
-		t.Errorf("committed offsets went back: %v", back)
-	}
+	close(r.release)
+	r.waitEnd()
 	if n := testutil.ToFloat64(a.metrics.CommitsSkipped); n != 0 {
 		t.Errorf("kpibridge_ingest_offset_commits_skipped_total = %v: batches fetched before the rebalance and stored within the grace were not committed", n)
 	}
 	if n := testutil.ToFloat64(a.metrics.Rebalances); n < 2 {
 		t.Errorf("the first member joined %v generations, want 2 or more: the test saw no rebalance", n)
 	}
-	if n := e.count("SELECT count() FROM duplicates FINAL"); n != 0 {
+	if n := r.e.count("SELECT count() FROM duplicates FINAL"); n != 0 {
 		t.Errorf("%d messages counted as duplicates; no event was re-sent", n)
 	}
 	a.stop(t)
 	b.stop(t)
+}
+
+// heldRebalance is a stream of heldPartitions partitions of heldPerPartition
+// messages each and a first member, a, whose batches are held in storage
+// until release closes.
+type heldRebalance struct {
+	t        *testing.T
+	e        *env
+	cfg      ingest.Config
+	a        *running
+	end      map[int]int64
+	release  chan struct{}
+	wentBack func() []string
+}
+
+const heldPartitions, heldPerPartition = 4, 1500
+
+// startHeldRebalance produces the stream (event ids prefixed by prefix),
+// starts a with a 6 s session, lets it store and commit a little, then
+// holds its batches and returns once one waits in storage. Commits are
+// watched from the start: no partition's may ever go back.
+func startHeldRebalance(t *testing.T, prefix string) *heldRebalance {
+	r := &heldRebalance{t: t, e: setup(t, heldPartitions), cfg: testConfig(), release: make(chan struct{})}
+	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
+	var msgs []kafka.Message
+	for i := range heldPartitions * heldPerPartition {
+		msgs = append(msgs, orderMsg(fmt.Sprintf("%s%05d", prefix, i), base.Add(time.Duration(i)*time.Second)))
+	}
+	testenv.Produce(t, r.e.addr, msgs...)
+	r.end = testenv.EndOffsets(t, r.e.addr, topic)
+	r.wentBack = watchCommits(t, r.e.addr, r.cfg.GroupID)
+
+	r.cfg.Batch.MaxRows = 300
+	r.cfg.SessionTimeout = 6 * time.Second
+	held := &heldWriter{Writer: ingest.NewClickHouseWriter(r.e.conn, r.cfg.DLQ.MaxPayloadBytes), blocked: make(chan struct{})}
+	r.a = r.e.startWriter(r.cfg, held, decoder(t))
+	for deadline := time.Now().Add(30 * time.Second); len(testenv.CommittedOffsets(t, r.e.addr, r.cfg.GroupID, topic)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first member committed nothing in 30 s")
+		}
+	}
+	held.mu.Lock()
+	held.hold = r.release
+	held.mu.Unlock()
+	select {
+	case <-held.blocked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first member stored no batch after being held")
+	}
+	return r
+}
+
+// waitEnd waits until every event is stored once and the group has
+// committed every partition to its end, then checks no commit went back.
+func (r *heldRebalance) waitEnd() {
+	t := r.t
+	t.Helper()
+	r.e.waitCount(60*time.Second, heldPartitions*heldPerPartition, distinctEvents)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		got := testenv.CommittedOffsets(t, r.e.addr, r.cfg.GroupID, topic)
+		if atEnd(got, r.end) == heldPartitions {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %v, end %v: the group's commits stay short of the end", got, r.end)
+		}
+	}
+	if back := r.wentBack(); len(back) > 0 {
+		t.Errorf("committed offsets went back: %v", back)
+	}
+}
+
+// atEnd is how many partitions are committed to their end.
+func atEnd(committed, end map[int]int64) (n int) {
+	for p, o := range committed {
+		if o == end[p] {
+			n++
+		}
+	}
+	return n
 }
