@@ -163,23 +163,32 @@ func maskEmails(b []byte) []byte {
 // (RedactedEmailPrefix and 64 hex digits) add at most to the text they
 // replaced: each counts as the shortest address, "a@b". A message replayed
 // from the dead letters then passes the length limits its original passed;
-// the original's own lengths are not known.
+// the original's own lengths are not known. Only the first
+// maxRedactedCounted forms count, so a value made of forms cannot pass a
+// limit by more than that.
 func redactedSurplus(b []byte) int {
 	const form, shortest = len(RedactedEmailPrefix) + 64, len("a@b")
 	n := 0
-	for {
+	for k := 0; k < maxRedactedCounted; {
 		i := bytes.Index(b, []byte(RedactedEmailPrefix))
 		if i < 0 || len(b)-i < form {
 			return n
 		}
 		if _, ok := redactedHash(b[i : i+form]); ok {
 			n += form - shortest
+			k++
 			b = b[i+form:]
 		} else {
 			b = b[i+len(RedactedEmailPrefix):]
 		}
 	}
+	return n
 }
+
+// maxRedactedCounted is how many redacted addresses in one value count as
+// short addresses toward its length limit: an id holding more than two
+// addresses is not one the limits need to let through.
+const maxRedactedCounted = 2
 
 // redactedHash returns the hash held by a value in the redacted form (white
 // space around it and upper-case hex digits allowed).

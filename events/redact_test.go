@@ -186,7 +186,7 @@ func FuzzRedact(f *testing.F) {
 // (3 characters) toward a field's length limit: the original's length is
 // unknown, and a replay must not refuse what the original passed. So a
 // redacted field is taken up to 73 characters (76 - 3) past the limit per
-// address, and not further.
+// address, for at most two addresses.
 func TestRedactedFormCountsAsThreeCharacters(t *testing.T) {
 	d := newTestDecoder(t)
 	form := red("jane.doe@example.com")
@@ -198,6 +198,8 @@ func TestRedactedFormCountsAsThreeCharacters(t *testing.T) {
 		{strings.Repeat("m", 124) + " " + form, true},                      // 125 + 3 = 128
 		{strings.Repeat("m", 125) + " " + form, false},                     // 126 + 3 = 129
 		{strings.Repeat("m", 40) + " " + form + " " + form, true},
+		{strings.Repeat("m", 50) + " " + form + " " + form + " " + form, false}, // 53 + 3 + 3 + 76 = 135: only two count as 3
+		{strings.Repeat(form, 20), false},
 	} {
 		_, err := d.Decode([]byte(edit(orderPlaced, "event_id", tt.id)))
 		if (err == nil) != tt.ok {

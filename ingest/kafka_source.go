@@ -60,18 +60,19 @@ type SourceConfig struct {
 // So a rebalance no longer leaves the batches being stored uncommitted,
 // to be read again, and members coming and going cannot starve the group.
 type KafkaSource struct {
-	cfg     SourceConfig
-	cg      *kafka.ConsumerGroup
-	msgs    chan fetched
-	commits chan commitRequest
-	cur     atomic.Pointer[generation] // the current generation; nil between generations
-	ending  atomic.Pointer[generation] // a generation in its commit grace, or nil
-	grace   time.Duration
-	closing chan struct{} // closed when Close starts: no more commits come
-	cancel  context.CancelFunc
-	done    chan struct{}
-	log     *slog.Logger
-	errLog  *lograte.Limiter
+	cfg       SourceConfig
+	cg        *kafka.ConsumerGroup
+	msgs      chan fetched
+	commits   chan commitRequest
+	cur       atomic.Pointer[generation] // the current generation; nil between generations
+	ending    atomic.Pointer[generation] // a generation in its commit grace, or nil
+	grace     time.Duration
+	closing   chan struct{} // closed when Close starts: no more commits come
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	done      chan struct{}
+	log       *slog.Logger
+	errLog    *lograte.Limiter
 }
 
 // generation is what the source tracks of one consumer-group generation:
@@ -80,6 +81,7 @@ type KafkaSource struct {
 type generation struct {
 	id        int32
 	mu        sync.Mutex
+	ended     bool // a rebalance ended it: Fetch returns none of its messages
 	fetched   map[topicPartition]int64
 	committed map[topicPartition]int64
 }
@@ -216,7 +218,7 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 				s.endGeneration(gen, g)
 				return
 			case req := <-s.commits:
-				s.commitTo(gen, g, req)
+				_ = s.commitTo(gen, g, req)
 			}
 		}
 	})
@@ -234,12 +236,18 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 // commits until all it fetched is committed, commitGrace passes or Close
 // starts.
 func (s *KafkaSource) endGeneration(gen *kafka.Generation, g *generation) {
-	if !s.cur.CompareAndSwap(g, nil) {
+	// ending first, so a Commit between the two is taken; ended under g.mu,
+	// so Fetch records nothing of g once the grace counts what is left.
+	s.ending.Store(g)
+	defer s.ending.Store(nil)
+	g.mu.Lock()
+	g.ended = true
+	current := s.cur.CompareAndSwap(g, nil)
+	g.mu.Unlock()
+	if !current {
 		return
 	}
 	s.clearAssigned()
-	s.ending.Store(g)
-	defer s.ending.Store(nil)
 	start := time.Now()
 	deadline := time.NewTimer(s.grace)
 	defer deadline.Stop()
@@ -248,7 +256,12 @@ func (s *KafkaSource) endGeneration(gen *kafka.Generation, g *generation) {
 	for n := g.uncommitted(); n > 0; n = g.uncommitted() {
 		select {
 		case req := <-s.commits:
-			s.commitTo(gen, g, req)
+			if err := s.commitTo(gen, g, req); errors.Is(err, ErrGenerationEnded) {
+				// The broker says the group has moved on: no commit of g can land.
+				s.log.Info("rebalance: the broker refused the offsets fetched before it; joining the next generation without them",
+					"generation", g.id, "err", err)
+				return
+			}
 		case <-tick.C:
 		case <-deadline.C:
 			s.log.Info("rebalance: offsets fetched before it still not committed; joining the next generation without them",
@@ -261,11 +274,11 @@ func (s *KafkaSource) endGeneration(gen *kafka.Generation, g *generation) {
 	s.log.Debug("rebalance: every offset fetched before it committed", "generation", g.id, "took", time.Since(start))
 }
 
-// commitTo commits req for gen, tracked in g.
-func (s *KafkaSource) commitTo(gen *kafka.Generation, g *generation, req commitRequest) {
+// commitTo commits req for gen, tracked in g, and returns what it answered.
+func (s *KafkaSource) commitTo(gen *kafka.Generation, g *generation, req commitRequest) error {
 	if req.gen != gen.ID {
 		req.errc <- ErrGenerationEnded
-		return
+		return nil // not gen's: says nothing of gen
 	}
 	err := gen.CommitOffsets(req.offsets)
 	// The broker's word for the same: the group has moved on.
@@ -283,6 +296,7 @@ func (s *KafkaSource) commitTo(gen *kafka.Generation, g *generation, req commitR
 		g.mu.Unlock()
 	}
 	req.errc <- err
+	return err
 }
 
 // takesCommits says whether generation id is current or in its grace.
@@ -351,10 +365,14 @@ func (s *KafkaSource) Fetch(ctx context.Context) (kafka.Message, int32, error) {
 			if g == nil || f.gen != g.id {
 				continue // fetched before a rebalance: the partition's owner reads it again
 			}
-			if f.err == nil {
-				g.mu.Lock()
+			g.mu.Lock()
+			ended := g.ended
+			if !ended && f.err == nil {
 				g.fetched[topicPartition{f.m.Topic, f.m.Partition}] = f.m.Offset + 1
-				g.mu.Unlock()
+			}
+			g.mu.Unlock()
+			if ended {
+				continue
 			}
 			return f.m, f.gen, f.err
 		case <-ctx.Done():
@@ -397,7 +415,7 @@ func (s *KafkaSource) Commit(ctx context.Context, gen int32, offsets map[string]
 
 // Close leaves the group: its partitions go to the other members at once.
 func (s *KafkaSource) Close() error {
-	close(s.closing)
+	s.closeOnce.Do(func() { close(s.closing) })
 	err := s.cg.Close()
 	s.cancel()
 	<-s.done

@@ -74,7 +74,7 @@ func watchCommits(t *testing.T, addr, group string) func() []string {
 // partitions after the rebalance is a re-delivery, not a re-send: no
 // message may be counted in duplicates.
 func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
-	r := startHeldRebalance(t, "r")
+	r := startHeldRebalance(t, "r", 6*time.Second) // a 2 s grace
 	e, cfg, a, end := r.e, r.cfg, r.a, r.end
 
 	// B joins, takes half the partitions and reads them to the end.
@@ -113,8 +113,10 @@ func TestRebalanceNeverMovesCommitsBack(t *testing.T) {
 // the messages were read again; members coming and going faster than a
 // batch is stored could stop the group moving forward.
 func TestRebalanceCommitsWhatWasFetchedBeforeIt(t *testing.T) {
-	r := startHeldRebalance(t, "g") // a 2 s grace
+	const session = 12 * time.Second
+	r := startHeldRebalance(t, "g", session)
 	a := r.a
+	grace := session / 3
 
 	// B joins; A's generation ends while its batch is being stored.
 	b := r.e.start(r.cfg, nil)
@@ -124,13 +126,25 @@ func TestRebalanceCommitsWhatWasFetchedBeforeIt(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
+	commits := testutil.ToFloat64(a.metrics.Commits)
+	released := time.Now()
 	close(r.release)
+	// The grace ends once all is committed, not when it runs out.
+	for testutil.ToFloat64(a.metrics.Rebalances) < 2 {
+		if time.Since(released) > grace-time.Second {
+			t.Fatalf("the first member had not joined the next generation %s after its batches were released: the grace did not end when everything was committed", time.Since(released).Round(time.Millisecond))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if testutil.ToFloat64(a.metrics.Commits) <= commits {
+		t.Error("the first member committed nothing of its held batches before joining the next generation")
+	}
 	r.waitEnd()
+	if n := testutil.ToFloat64(a.metrics.CommitErrors); n != 0 {
+		t.Errorf("kpibridge_ingest_offset_commit_errors_total = %v", n)
+	}
 	if n := testutil.ToFloat64(a.metrics.CommitsSkipped); n != 0 {
 		t.Errorf("kpibridge_ingest_offset_commits_skipped_total = %v: batches fetched before the rebalance and stored within the grace were not committed", n)
-	}
-	if n := testutil.ToFloat64(a.metrics.Rebalances); n < 2 {
-		t.Errorf("the first member joined %v generations, want 2 or more: the test saw no rebalance", n)
 	}
 	if n := r.e.count("SELECT count() FROM duplicates FINAL"); n != 0 {
 		t.Errorf("%d messages counted as duplicates; no event was re-sent", n)
@@ -155,10 +169,10 @@ type heldRebalance struct {
 const heldPartitions, heldPerPartition = 4, 1500
 
 // startHeldRebalance produces the stream (event ids prefixed by prefix),
-// starts a with a 6 s session, lets it store and commit a little, then
+// starts a with the given session timeout, lets it store and commit a little, then
 // holds its batches and returns once one waits in storage. Commits are
 // watched from the start: no partition's may ever go back.
-func startHeldRebalance(t *testing.T, prefix string) *heldRebalance {
+func startHeldRebalance(t *testing.T, prefix string, session time.Duration) *heldRebalance {
 	r := &heldRebalance{t: t, e: setup(t, heldPartitions), cfg: testConfig(), release: make(chan struct{})}
 	base := time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC)
 	var msgs []kafka.Message
@@ -170,7 +184,7 @@ func startHeldRebalance(t *testing.T, prefix string) *heldRebalance {
 	r.wentBack = watchCommits(t, r.e.addr, r.cfg.GroupID)
 
 	r.cfg.Batch.MaxRows = 300
-	r.cfg.SessionTimeout = 6 * time.Second
+	r.cfg.SessionTimeout = session
 	held := &heldWriter{Writer: ingest.NewClickHouseWriter(r.e.conn, r.cfg.DLQ.MaxPayloadBytes), blocked: make(chan struct{})}
 	r.a = r.e.startWriter(r.cfg, held, decoder(t))
 	for deadline := time.Now().Add(30 * time.Second); len(testenv.CommittedOffsets(t, r.e.addr, r.cfg.GroupID, topic)) == 0; time.Sleep(20 * time.Millisecond) {

@@ -65,6 +65,12 @@ func Start(ctx context.Context, dir string, port int) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644); err != nil {
 		return nil, err
 	}
+	// The error log is appended to across starts: only what this start
+	// adds to it can say why this start failed.
+	var errFrom int64
+	if fi, err := os.Stat(filepath.Join(dir, "log", errLog)); err == nil {
+		errFrom = fi.Size()
+	}
 	log, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
 	if err != nil {
 		return nil, err
@@ -80,15 +86,23 @@ func Start(ctx context.Context, dir string, port int) (*Server, error) {
 	}
 	s := &Server{Dir: dir, Port: port, cmd: cmd, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); log.Close() }()
+	exited := func(err error) error {
+		return fmt.Errorf("clickhouse-server exited at start (%v)%s; see %s", err, lastError(filepath.Join(dir, "log"), errFrom), filepath.Join(dir, "log"))
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond); err == nil {
 			c.Close()
-			return s, nil
+			select {
+			case err := <-s.done: // what answered is not this server
+				return nil, exited(err)
+			default:
+				return s, nil
+			}
 		}
 		select {
 		case err := <-s.done:
-			return nil, fmt.Errorf("clickhouse-server exited at start (%v)%s; see %s", err, lastError(filepath.Join(dir, "log")), filepath.Join(dir, "log"))
+			return nil, exited(err)
 		case <-ctx.Done():
 			s.Stop()
 			return nil, ctx.Err()
@@ -99,15 +113,29 @@ func Start(ctx context.Context, dir string, port int) (*Server, error) {
 	return nil, errors.New("clickhouse-server did not answer within 60s; see " + filepath.Join(dir, "log"))
 }
 
-// lastError is ": " and the last line of the server's error log (or of its
-// stdout), where it says why it would not start, or "" when neither has one.
-func lastError(logDir string) string {
-	for _, f := range []string{"clickhouse-server.err.log", "stdout.log"} {
-		b, err := os.ReadFile(filepath.Join(logDir, f))
-		if err != nil {
+// errLog is the server's error log, in the log directory.
+const errLog = "clickhouse-server.err.log"
+
+// lastError is ": " and the line where the server says why it would not
+// start: the last <Error> or Exception line its error log gained from
+// offset errFrom on, or else the last line of it or of its stdout; "" when
+// neither has one. Stack frames follow an exception, so the last line alone
+// is often one of them.
+func lastError(logDir string, errFrom int64) string {
+	for _, f := range []struct {
+		name string
+		from int64
+	}{{errLog, errFrom}, {"stdout.log", 0}} {
+		b, err := os.ReadFile(filepath.Join(logDir, f.name))
+		if err != nil || int64(len(b)) <= f.from {
 			continue
 		}
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		lines := strings.Split(strings.TrimSpace(string(b[f.from:])), "\n")
+		for i := len(lines) - 1; i >= 0; i-- {
+			if strings.Contains(lines[i], "<Error>") || strings.Contains(lines[i], "Exception") {
+				return ": " + strings.TrimSpace(lines[i])
+			}
+		}
 		if last := strings.TrimSpace(lines[len(lines)-1]); last != "" {
 			return ": " + last
 		}

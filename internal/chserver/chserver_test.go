@@ -65,18 +65,23 @@ func TestStartRefusesAHeldPort(t *testing.T) {
 	}
 }
 
-// A server that exits at start is quoted in Start's error: the last line of
-// its error log says why.
+// A server that exits at start is quoted in Start's error: the line of its
+// error log that says why, from this start only.
 func TestLastError(t *testing.T) {
 	dir := t.TempDir()
-	if got := lastError(dir); got != "" {
+	if got := lastError(dir, 0); got != "" {
 		t.Errorf("no logs: %q", got)
 	}
-	err := os.WriteFile(filepath.Join(dir, "clickhouse-server.err.log"), []byte("2026.12.05 04:21:05.123 [ 1 ] <Error> Application: Net Exception: Address already in use: 127.0.0.1:37052\n\n"), 0o644)
-	if err != nil {
+	earlier := "2026.12.04 10:00:00.000 [ 1 ] <Error> Application: an earlier start's failure\n"
+	now := "2026.12.05 04:21:05.123 [ 1 ] <Error> Application: Net Exception: Address already in use: 127.0.0.1:37052\n" +
+		"0. clickhouse-server(StackTrace::StackTrace()+0x16) [0x1]\n1. clickhouse-server(Poco::Net::ServerSocket::bind()+0x2a) [0x2]\n\n"
+	if err := os.WriteFile(filepath.Join(dir, errLog), []byte(earlier+now), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := lastError(dir), ": 2026.12.05 04:21:05.123 [ 1 ] <Error> Application: Net Exception: Address already in use: 127.0.0.1:37052"; got != want {
+	if got, want := lastError(dir, int64(len(earlier))), ": 2026.12.05 04:21:05.123 [ 1 ] <Error> Application: Net Exception: Address already in use: 127.0.0.1:37052"; got != want {
 		t.Errorf("lastError = %q, want %q", got, want)
+	}
+	if got := lastError(dir, int64(len(earlier+now))); got != "" {
+		t.Errorf("nothing added by this start: %q", got)
 	}
 }
