@@ -64,8 +64,7 @@ type KafkaSource struct {
 	cg        *kafka.ConsumerGroup
 	msgs      chan fetched
 	commits   chan commitRequest
-	cur       atomic.Pointer[generation] // the current generation; nil between generations
-	ending    atomic.Pointer[generation] // a generation in its commit grace, or nil
+	gen       atomic.Pointer[generation] // the newest generation; nil before the first
 	grace     time.Duration
 	closing   chan struct{} // closed when Close starts: no more commits come
 	closeOnce sync.Once
@@ -82,6 +81,7 @@ type generation struct {
 	id        int32
 	mu        sync.Mutex
 	ended     bool // a rebalance ended it: Fetch returns none of its messages
+	closed    bool // its commit grace is over: Commit refuses its offsets
 	fetched   map[topicPartition]int64
 	committed map[topicPartition]int64
 }
@@ -206,7 +206,7 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 	}
 	s.log.Info("consumer group balanced", "group", s.cfg.GroupID, "generation", gen.ID, "partitions", strings.Join(assigned, " "))
 	g := &generation{id: gen.ID, fetched: map[topicPartition]int64{}, committed: map[topicPartition]int64{}}
-	s.cur.Store(g)
+	s.gen.Store(g)
 
 	// Commits of this generation go through this routine, so the group does
 	// not move to the next generation while one is in flight, nor before
@@ -236,17 +236,10 @@ func (s *KafkaSource) startGeneration(gen *kafka.Generation, errorLogger kafka.L
 // commits until all it fetched is committed, commitGrace passes or Close
 // starts.
 func (s *KafkaSource) endGeneration(gen *kafka.Generation, g *generation) {
-	// ending first, so a Commit between the two is taken; ended under g.mu,
-	// so Fetch records nothing of g once the grace counts what is left.
-	s.ending.Store(g)
-	defer s.ending.Store(nil)
-	g.mu.Lock()
-	g.ended = true
-	current := s.cur.CompareAndSwap(g, nil)
-	g.mu.Unlock()
-	if !current {
-		return
-	}
+	// Under g.mu, so Fetch records nothing of g once the grace counts
+	// what is left.
+	g.set(&g.ended)
+	defer g.set(&g.closed)
 	s.clearAssigned()
 	start := time.Now()
 	deadline := time.NewTimer(s.grace)
@@ -299,13 +292,22 @@ func (s *KafkaSource) commitTo(gen *kafka.Generation, g *generation, req commitR
 	return err
 }
 
+// set sets flag, one of g's, under g.mu.
+func (g *generation) set(flag *bool) {
+	g.mu.Lock()
+	*flag = true
+	g.mu.Unlock()
+}
+
 // takesCommits says whether generation id is current or in its grace.
 func (s *KafkaSource) takesCommits(id int32) bool {
-	if g := s.cur.Load(); g != nil && g.id == id {
-		return true
+	g := s.gen.Load()
+	if g == nil || g.id != id {
+		return false
 	}
-	g := s.ending.Load()
-	return g != nil && g.id == id
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.closed
 }
 
 // readPartition reads one partition from offset until its generation ends.
@@ -361,7 +363,7 @@ func (s *KafkaSource) Fetch(ctx context.Context) (kafka.Message, int32, error) {
 	for {
 		select {
 		case f := <-s.msgs:
-			g := s.cur.Load()
+			g := s.gen.Load()
 			if g == nil || f.gen != g.id {
 				continue // fetched before a rebalance: the partition's owner reads it again
 			}
