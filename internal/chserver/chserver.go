@@ -32,8 +32,7 @@ const Binary = "/usr/sbin/clickhouse-server"
 // Start writes the config into dir and starts the server on 127.0.0.1:port,
 // returning once it accepts connections. It listens on that port only, for
 // the native protocol kpibridge speaks: no HTTP, so no second port has to be
-// free. The server stops when Stop is
-// called (or with the process).
+// free. The server stops when Stop is called (or with the process).
 func Start(ctx context.Context, dir string, port int) (*Server, error) {
 	bin := Binary
 	if _, err := os.Stat(bin); err != nil {
@@ -163,7 +162,7 @@ func (s *Server) Stop() {
 func config(dir string, port int) string {
 	return fmt.Sprintf(`<?xml version="1.0"?>
 <yandex>
-    <logger><level>warning</level><log>%[1]s/log/clickhouse-server.log</log><errorlog>%[1]s/log/clickhouse-server.err.log</errorlog><size>100M</size><count>2</count></logger>
+    <logger><level>warning</level><log>%[1]s/log/clickhouse-server.log</log><errorlog>%[1]s/log/%[3]s</errorlog><size>100M</size><count>2</count></logger>
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>%[2]d</tcp_port>
     <max_connections>256</max_connections>
@@ -180,7 +179,7 @@ func config(dir string, port int) string {
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
 </yandex>
-`, dir, port)
+`, dir, port, errLog)
 }
 
 const users = `<?xml version="1.0"?>
